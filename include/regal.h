@@ -1,0 +1,184 @@
+/*
+ * regal: a region allocator for C.
+ *
+ * Programs create arenas that own memory, allocate from them (size classes,
+ * fixed-size pools, a free-list heap, large mappings) and release everything
+ * at once by resetting or destroying the arena.  The same engine backs the
+ * malloc shim (libregal-malloc) through a process-wide default arena.
+ *
+ * Conventions of this header:
+ *  - Allocation functions return NULL and set errno on failure (ENOMEM, or
+ *    EINVAL for a bad alignment).  Nothing else is touched on failure.
+ *  - Every pointer from the regal_alloc family is aligned to at least 16
+ *    bytes (alignof(max_align_t)).
+ *  - An arena without REGAL_ARENA_SINGLE_THREAD may be used from any number
+ *    of threads at once.  regal_free and regal_usable_size find the owner
+ *    from the pointer alone and may be called from any thread.
+ *  - No thread may be inside an operation on an arena while it is reset or
+ *    destroyed.
+ *  - Misuse regal can detect (double free, foreign or interior pointers) is
+ *    reported through the error handler and otherwise ignored.
+ */
+#ifndef REGAL_H
+#define REGAL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define REGAL_API    __attribute__((visibility("default")))
+#define REGAL_MALLOC __attribute__((malloc, warn_unused_result))
+#else
+#define REGAL_API
+#define REGAL_MALLOC
+#endif
+
+/* ---- Arenas -------------------------------------------------------------- */
+
+typedef struct regal_arena regal_arena;
+typedef struct regal_pool regal_pool;
+
+typedef struct regal_arena_config {
+    const char *name; /* shown in stats and error reports; copied; may be NULL */
+    size_t limit;     /* most bytes the arena may commit from the OS; 0 = no limit */
+    unsigned flags;   /* REGAL_ARENA_* below */
+} regal_arena_config;
+
+/* The caller promises one thread at a time: no locking at all. */
+#define REGAL_ARENA_SINGLE_THREAD (1u << 0)
+/* Canaries, fill patterns, full validation on free. */
+#define REGAL_ARENA_DEBUG (1u << 1)
+
+/* Creates an arena.  cfg NULL means defaults (no name, no limit, thread-safe).
+ * Names longer than 31 bytes are truncated.  Returns NULL and sets errno
+ * (ENOMEM; EINVAL for unknown flags) on failure. */
+REGAL_API regal_arena *regal_arena_create(const regal_arena_config *cfg);
+
+/* Frees every block and pool of the arena and returns its memory to the OS
+ * (or to a small process-wide cache of chunks).  Cost: O(chunks), not
+ * O(blocks).  NULL is a no-op; the default arena cannot be destroyed (that
+ * is reported as an error and ignored). */
+REGAL_API void regal_arena_destroy(regal_arena *a);
+
+/* Frees every block and pool of the arena but keeps its memory for reuse.
+ * Cost: O(chunks).  Pointers from before the reset must not be used. */
+REGAL_API void regal_arena_reset(regal_arena *a);
+
+/* The process-wide arena behind the malloc shim, created on first use.
+ * Thread-safe; never destroyed. */
+REGAL_API regal_arena *regal_default_arena(void);
+
+/* ---- Blocks -------------------------------------------------------------- */
+
+/* A block of at least size bytes, 16-aligned.  Size 0 gives a unique,
+ * freeable minimal block.  NULL + ENOMEM on exhaustion or at the limit. */
+REGAL_API REGAL_MALLOC void *regal_alloc(regal_arena *a, size_t size);
+
+/* A zeroed block of count * size bytes.  Overflow of count * size fails
+ * with ENOMEM; it never returns a short block. */
+REGAL_API REGAL_MALLOC void *regal_calloc(regal_arena *a, size_t count, size_t size);
+
+/* Resizes ptr to size bytes and returns a block of arena a.  ptr NULL acts
+ * as regal_alloc.  Grows or shrinks in place when it can; when it moves, the
+ * contents are kept up to the smaller size and ptr is freed.  A ptr of
+ * another arena moves into a.  Size 0 returns a minimal block (it does not
+ * free).  On failure returns NULL, sets errno and leaves ptr untouched. */
+REGAL_API void *regal_realloc(regal_arena *a, void *ptr, size_t size);
+
+/* A block of size bytes aligned to alignment, which must be a power of two
+ * (any, up to the largest the address space allows); 0 or a non-power of
+ * two fails with EINVAL. */
+REGAL_API REGAL_MALLOC void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size);
+
+/* Frees a block of any arena, from any thread.  NULL is a no-op.  A double
+ * free or a pointer regal never returned is reported and ignored. */
+REGAL_API void regal_free(void *ptr);
+
+/* Bytes usable from ptr (at least what was asked).  0 for NULL or a pointer
+ * that is not a live regal block (which is also reported as an invalid
+ * pointer). */
+REGAL_API size_t regal_usable_size(const void *ptr);
+
+/* The arena that owns ptr, or NULL if ptr is not a live regal block.  Never
+ * reports an error: safe to ask about any pointer. */
+REGAL_API regal_arena *regal_arena_of(const void *ptr);
+
+/* ---- Fixed-size pools ---------------------------------------------------- */
+
+/* A pool of objects of object_size bytes (>= 1) aligned to alignment (a
+ * power of two up to 65536; 0 means 16).  Objects up to REGAL_POOL_MAX_OBJECT
+ * bytes.  Returns NULL and sets errno (EINVAL for bad arguments, ENOMEM).
+ * The pool belongs to the arena and goes away with its reset or destroy. */
+REGAL_API regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignment);
+#define REGAL_POOL_MAX_OBJECT ((size_t)1 << 20)
+
+/* An object of the pool: O(1), no lock for a single-thread arena. */
+REGAL_API REGAL_MALLOC void *regal_pool_alloc(regal_pool *p);
+
+/* Returns obj to pool p.  An object of another pool (or not a pool object)
+ * is reported as REGAL_ERR_INVALID_FREE and ignored.  regal_free(obj) works
+ * as well. */
+REGAL_API void regal_pool_free(regal_pool *p, void *obj);
+
+/* Frees every object of the pool at once; the pool stays usable. */
+REGAL_API void regal_pool_reset(regal_pool *p);
+
+/* Frees every object and the pool itself.  NULL is a no-op. */
+REGAL_API void regal_pool_destroy(regal_pool *p);
+
+/* ---- Statistics and maintenance ------------------------------------------ */
+
+typedef struct regal_stats { /* all in bytes or counts */
+    size_t in_use;           /* sum of the usable sizes of live blocks */
+    size_t peak_in_use;      /* highest in_use since create (or reset) */
+    size_t mapped;           /* bytes committed from the OS (counted against limit) */
+    size_t requested_total;  /* sum of the sizes ever requested */
+    size_t blocks_in_use;    /* live blocks */
+    size_t alloc_count;      /* successful allocations */
+    size_t free_count;       /* successful frees */
+    size_t largest_free_run; /* largest free block of the free-list heap */
+} regal_stats;
+
+/* Fills *out.  Figures are exact whenever no thread is inside an operation
+ * on the arena. */
+REGAL_API void regal_arena_stats(regal_arena *a, regal_stats *out);
+
+/* Prints the statistics as a human-readable table. */
+REGAL_API void regal_arena_print_stats(regal_arena *a, FILE *out);
+
+/* Prints the statistics as one JSON object followed by a newline. */
+REGAL_API void regal_arena_print_stats_json(regal_arena *a, FILE *out);
+
+/* Walks all metadata of the arena.  Returns 0 when consistent; otherwise
+ * reports the first violation as REGAL_ERR_CORRUPTION and returns non-zero. */
+REGAL_API int regal_arena_check(regal_arena *a);
+
+/* Returns free memory of the arena to the OS; returns the bytes released. */
+REGAL_API size_t regal_arena_trim(regal_arena *a);
+
+/* ---- Errors -------------------------------------------------------------- */
+
+typedef enum {
+    REGAL_ERR_DOUBLE_FREE = 1, /* a block freed twice */
+    REGAL_ERR_INVALID_FREE,    /* a pointer regal never returned, or misuse of the API */
+    REGAL_ERR_OVERFLOW,        /* a canary around a block was overwritten */
+    REGAL_ERR_CORRUPTION       /* allocator metadata is inconsistent */
+} regal_error_kind;
+
+typedef void (*regal_error_fn)(regal_error_kind kind, const void *ptr, const char *message,
+                               void *ctx);
+
+/* Installs the process-wide error handler; NULL restores the default, which
+ * writes one "regal: ..." line on stderr (and aborts when REGAL_OPTIONS
+ * contains abort_on_error). */
+REGAL_API void regal_set_error_handler(regal_error_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REGAL_H */

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The two commands of the README:
+#   ./run.sh demo   installs what is missing, builds, runs the examples
+#   ./run.sh test   installs what is missing, builds, runs every test suite
+#                   (plain build, then ASan+UBSan) and ends with "N passed, M failed"
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages the build and the tests need; installed when missing.
+PACKAGES=(meson ninja-build gcc pkg-config libcriterion-dev valgrind python3)
+
+install_missing() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
+        exit 1
+    fi
+    echo "run.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# build DIR [meson options...]: configure once, then build.
+build() {
+    local dir=$1
+    shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" -Dwerror=true "$@" >/dev/null
+    fi
+    ninja -C "$dir" >/dev/null
+}
+
+# Runs the meson tests of a build dir and prints "<passed> <failed>" on the
+# last line of its output, counting every TAP subtest (Criterion tests) and
+# every plain test once.
+run_suites() {
+    local dir=$1
+    shift
+    meson test -C "$dir" --print-errorlogs "$@" || true
+    python3 - "$dir/meson-logs/testlog.json" <<'PY'
+import json, re, sys
+passed = failed = 0
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    out = t.get("stdout") or ""
+    tap = [l for l in out.splitlines() if re.match(r"(not )?ok\b", l)]
+    if tap:
+        for l in tap:
+            if l.startswith("not ok"):
+                failed += 1
+            elif "# SKIP" in l:
+                pass
+            else:
+                passed += 1
+        if t["result"] not in ("OK", "EXPECTEDFAIL") and not any(l.startswith("not ok") for l in tap):
+            failed += 1  # the runner itself failed (crash, timeout)
+    elif t["result"] in ("OK", "EXPECTEDFAIL"):
+        passed += 1
+    elif t["result"] != "SKIP":
+        failed += 1
+print(passed, failed)
+PY
+}
+
+cmd_demo() {
+    install_missing
+    build build
+    for ex in build/examples/*; do
+        [ -f "$ex" ] && [ -x "$ex" ] || continue
+        echo "== ${ex##*/}"
+        "$ex"
+    done
+}
+
+cmd_test() {
+    install_missing
+    local total_pass=0 total_fail=0 counts
+    build build
+    counts=$(run_suites build | tee /dev/stderr | tail -n 1)
+    total_pass=$((total_pass + ${counts% *}))
+    total_fail=$((total_fail + ${counts#* }))
+    # The library under ASan+UBSan (the shim cannot run under ASan: ASan
+    # replaces malloc itself, so only library suites run here).
+    build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dshim=false
+    counts=$(ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        run_suites build-asan --suite api --suite unit --suite examples | tee /dev/stderr | tail -n 1)
+    total_pass=$((total_pass + ${counts% *}))
+    total_fail=$((total_fail + ${counts#* }))
+    echo "$total_pass passed, $total_fail failed"
+    [ "$total_fail" -eq 0 ]
+}
+
+case "${1:-}" in
+demo) cmd_demo ;;
+test) cmd_test ;;
+*)
+    echo "usage: ./run.sh demo|test" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,207 @@
+/*
+ * The public block API: argument rules, locking, statistics and error
+ * reports around the engine (arena.c).  User errors are reported after the
+ * lock is released, so an error handler may call regal again.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "arena.h"
+#include "error.h"
+#include "stats.h"
+
+/* Requests above PTRDIFF_MAX can never be satisfied (pointer differences
+ * inside the block would overflow). */
+static bool size_is_sane(size_t size)
+{
+    if (RG_LIKELY(size <= PTRDIFF_MAX))
+        return true;
+    errno = ENOMEM;
+    return false;
+}
+
+static bool arena_is_usable(regal_arena *a)
+{
+    if (RG_LIKELY(a != NULL && a->magic == RG_ARENA_MAGIC))
+        return true;
+    rg_report(REGAL_ERR_INVALID_FREE, a, NULL, "allocation from %p, which is not a live arena",
+              (void *)a);
+    errno = EINVAL;
+    return false;
+}
+
+static void *alloc_aligned(regal_arena *a, size_t size, size_t align)
+{
+    if (!arena_is_usable(a) || !size_is_sane(size))
+        return NULL;
+    size_t usable;
+    rg_arena_lock(a);
+    void *p = rg_arena_alloc(a, size, align, &usable);
+    if (p != NULL)
+        rg_stats_alloc(a, usable, size);
+    rg_arena_unlock(a);
+    return p;
+}
+
+void *regal_alloc(regal_arena *a, size_t size)
+{
+    return alloc_aligned(a, size, RG_ALIGN);
+}
+
+void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
+{
+    if (!rg_is_pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return alloc_aligned(a, size, alignment < RG_ALIGN ? RG_ALIGN : alignment);
+}
+
+void *regal_calloc(regal_arena *a, size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = regal_alloc(a, total);
+    if (p != NULL)
+        memset(p, 0, regal_usable_size(p));
+    return p;
+}
+
+/* Reports what a pointer that is not a live block is, for operation op. */
+static void report_bad_pointer(const char *op, const void *p, enum rg_ref_status st,
+                               const struct rg_ref *ref)
+{
+    if (st == RG_REF_DEAD)
+        rg_report(REGAL_ERR_DOUBLE_FREE, p, ref->arena,
+                  "%s of %p: block already freed (double free)", op, p);
+    else
+        rg_report(REGAL_ERR_INVALID_FREE, p, ref ? ref->arena : NULL,
+                  "%s of %p: not a block regal returned", op, p);
+}
+
+/* Resolves p and locks its arena; NULL (reported) if p is not a live block. */
+static regal_arena *lock_block(const char *op, const void *p, struct rg_ref *ref, bool report)
+{
+    struct rg_chunk *c;
+    regal_arena *a = rg_owner(p, &c);
+    if (a == NULL) {
+        if (report)
+            report_bad_pointer(op, p, RG_REF_FOREIGN, NULL);
+        return NULL;
+    }
+    rg_arena_lock(a);
+    enum rg_ref_status st = rg_ref_resolve(c, p, ref);
+    if (st == RG_REF_LIVE)
+        return a;
+    rg_arena_unlock(a);
+    if (report)
+        report_bad_pointer(op, p, st, ref);
+    return NULL;
+}
+
+void regal_free(void *p)
+{
+    if (p == NULL)
+        return;
+    struct rg_ref ref;
+    regal_arena *a = lock_block("free", p, &ref, true);
+    if (a == NULL)
+        return;
+    rg_stats_free(a, rg_ref_usable(&ref, p));
+    rg_ref_free(&ref, p);
+    rg_arena_unlock(a);
+}
+
+size_t regal_usable_size(const void *p)
+{
+    if (p == NULL)
+        return 0;
+    struct rg_ref ref;
+    regal_arena *a = lock_block("usable_size", p, &ref, true);
+    if (a == NULL)
+        return 0;
+    size_t n = rg_ref_usable(&ref, p);
+    rg_arena_unlock(a);
+    return n;
+}
+
+regal_arena *regal_arena_of(const void *p)
+{
+    struct rg_ref ref;
+    regal_arena *a = lock_block("arena_of", p, &ref, false);
+    if (a != NULL)
+        rg_arena_unlock(a);
+    return a;
+}
+
+/* Moves live block p (locked in its arena `from`, usable bytes old) into a
+ * new block of arena a; unlocks `from`. */
+static void *realloc_move(regal_arena *a, regal_arena *from, const struct rg_ref *ref, void *p,
+                          size_t old, size_t size)
+{
+    size_t usable;
+    void *n = NULL;
+    if (from == a) {
+        n = rg_arena_alloc(a, size, RG_ALIGN, &usable);
+        if (n != NULL)
+            rg_stats_alloc(a, usable, size);
+    } else {
+        rg_arena_unlock(from); /* never hold two arena locks */
+        n = regal_alloc(a, size);
+        struct rg_ref again;
+        if (n == NULL || lock_block("realloc", p, &again, true) != from) {
+            if (n != NULL)
+                regal_free(n);
+            return NULL;
+        }
+        old = rg_ref_usable(&again, p);
+        ref = &again;
+        memcpy(n, p, old < size ? old : size);
+        rg_stats_free(from, old);
+        rg_ref_free(ref, p);
+        rg_arena_unlock(from);
+        return n;
+    }
+    if (n != NULL) {
+        memcpy(n, p, old < size ? old : size);
+        rg_stats_free(from, old);
+        rg_ref_free(ref, p);
+    }
+    rg_arena_unlock(from);
+    return n;
+}
+
+void *regal_realloc(regal_arena *a, void *p, size_t size)
+{
+    if (p == NULL)
+        return regal_alloc(a, size);
+    if (!arena_is_usable(a) || !size_is_sane(size))
+        return NULL;
+    struct rg_ref ref;
+    regal_arena *from = lock_block("realloc", p, &ref, true);
+    if (from == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t old = rg_ref_usable(&ref, p);
+    if (from == a && rg_ref_resize(&ref, p, size)) {
+        rg_stats_resize(a, old, rg_ref_usable(&ref, p), size);
+        rg_arena_unlock(a);
+        return p;
+    }
+    return realloc_move(a, from, &ref, p, old, size);
+}
+
+size_t regal_arena_trim(regal_arena *a)
+{
+    if (!arena_is_usable(a))
+        return 0;
+    rg_arena_lock(a);
+    size_t n = rg_arena_trim_locked(a);
+    rg_arena_unlock(a);
+    return n;
+}

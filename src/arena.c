@@ -1,0 +1,371 @@
+/*
+ * Arenas: creation, reset, destroy, the default arena, committed-memory
+ * accounting against the limit, and routing of requests and pointers to the
+ * pages, heap and large paths.
+ *
+ * An arena lives in page 0 of its home chunk, a pages chunk that stays with
+ * it until destroy, so creating one costs a chunk from the cache and no
+ * other allocation.
+ *
+ * Invariants:
+ *  1. mapped == sum over chunks of their committed granules * RG_GRANULE
+ *     + sum over large mappings (live and cached) of map_size.
+ *  2. limit == 0 or mapped <= limit.
+ *  3. Every chunk on pages/heaps/large lists has arena == this arena.
+ *
+ * The lock guards everything in the struct; SINGLE_THREAD arenas skip it.
+ */
+#include "arena.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "error.h"
+#include "large.h"
+#include "options.h"
+#include "os.h"
+#include "pool.h"
+
+/* ---- committed memory ---- */
+
+static bool fits(const regal_arena *a, size_t bytes)
+{
+    return a->limit == 0 || a->mapped + bytes <= a->limit;
+}
+
+/* Gives back what the arena holds without using: cached large mappings,
+ * free spans, the inside of free heap blocks.  No chunk or block moves, so
+ * it is safe in the middle of an allocation. */
+static void release_retained(regal_arena *a)
+{
+    rg_large_flush_cache(a);
+    for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
+        rg_pages_chunk_trim(a, c);
+    rg_heap_decommit_free(a);
+}
+
+bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)
+{
+    if (!fits(a, bytes)) {
+        release_retained(a);
+        if (!fits(a, bytes))
+            return false;
+    }
+    a->mapped += bytes;
+    return true;
+}
+
+bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to)
+{
+    size_t fresh = rg_chunk_uncommitted(c, from, to);
+    if (!fits(a, fresh)) {
+        release_retained(a); /* may decommit part of [from, to) too: count again */
+        fresh = rg_chunk_uncommitted(c, from, to);
+        if (!fits(a, fresh))
+            return false;
+    }
+    a->mapped += fresh;
+    rg_chunk_set_committed(c, from, to);
+    return true;
+}
+
+void rg_arena_uncommit(regal_arena *a, size_t bytes)
+{
+    RG_ASSERT(a->mapped >= bytes);
+    a->mapped -= bytes;
+}
+
+/* ---- chunks ---- */
+
+static struct rg_chunk **chunk_list(regal_arena *a, enum rg_chunk_kind kind)
+{
+    return kind == RG_CHUNK_PAGES ? &a->pages : &a->heaps;
+}
+
+static void chunk_link(regal_arena *a, struct rg_chunk *c)
+{
+    struct rg_chunk **head = chunk_list(a, (enum rg_chunk_kind)c->kind);
+    c->prev = NULL;
+    c->next = *head;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+}
+
+/* Metadata a new chunk commits at once: for pages chunks the header, the
+ * home arena and every page descriptor; for heap chunks the header. */
+static size_t chunk_meta_bytes(enum rg_chunk_kind kind)
+{
+    size_t meta = kind == RG_CHUNK_PAGES ? RG_PAGES_META : sizeof(struct rg_chunk);
+    return rg_align_up(meta, RG_GRANULE);
+}
+
+struct rg_chunk *rg_arena_add_chunk(regal_arena *a, enum rg_chunk_kind kind)
+{
+    size_t meta = chunk_meta_bytes(kind);
+    if (!rg_arena_commit_bytes(a, meta))
+        return NULL;
+    struct rg_chunk *c = rg_chunk_alloc(a, kind);
+    if (c == NULL) {
+        rg_arena_uncommit(a, meta);
+        return NULL;
+    }
+    rg_chunk_set_committed(c, 0, meta);
+    if (kind == RG_CHUNK_PAGES)
+        rg_pages_chunk_init(c);
+    else
+        rg_heap_chunk_init(a, c);
+    chunk_link(a, c);
+    return c;
+}
+
+size_t rg_arena_remove_chunk(regal_arena *a, struct rg_chunk *c)
+{
+    struct rg_chunk **head = chunk_list(a, (enum rg_chunk_kind)c->kind);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    size_t bytes = rg_chunk_committed(c);
+    rg_arena_uncommit(a, bytes);
+    rg_chunk_free(c);
+    return bytes;
+}
+
+/* ---- lifetime ---- */
+
+static void init_queues(regal_arena *a)
+{
+    for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
+        rg_pageq_init(&a->classes[i], rg_class_size[i], RG_PAGE_CLASS);
+    rg_pageq_init(&a->meta, (uint32_t)rg_align_up(sizeof(struct regal_pool), RG_ALIGN),
+                  RG_PAGE_META);
+}
+
+static regal_arena *arena_new(const regal_arena_config *cfg)
+{
+    struct rg_chunk *home = rg_chunk_alloc(NULL, RG_CHUNK_PAGES);
+    if (home == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    regal_arena *a = (regal_arena *)((uint8_t *)home + RG_ARENA_OFFSET);
+    home->arena = a;
+    rg_pages_chunk_init(home);
+    rg_chunk_set_committed(home, 0, chunk_meta_bytes(RG_CHUNK_PAGES));
+    a->magic = RG_ARENA_MAGIC;
+    a->flags = cfg ? cfg->flags : 0;
+    a->limit = cfg ? cfg->limit : 0;
+    if (cfg && cfg->name)
+        strncpy(a->name, cfg->name, RG_NAME_MAX - 1);
+    pthread_mutex_init(&a->lock, NULL);
+    a->home = home;
+    a->pages = home;
+    a->mapped = chunk_meta_bytes(RG_CHUNK_PAGES);
+    init_queues(a);
+    return a;
+}
+
+regal_arena *regal_arena_create(const regal_arena_config *cfg)
+{
+    rg_options_init();
+    if (cfg && (cfg->flags & ~(REGAL_ARENA_SINGLE_THREAD | REGAL_ARENA_DEBUG))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (cfg && cfg->limit != 0 && cfg->limit < RG_PAGES_META) {
+        errno = ENOMEM; /* not even the arena's own page fits */
+        return NULL;
+    }
+    return arena_new(cfg);
+}
+
+static bool arena_is_valid_handle(regal_arena *a, const char *what)
+{
+    if (a->magic == RG_ARENA_MAGIC)
+        return true;
+    rg_report(REGAL_ERR_INVALID_FREE, a, NULL, "%s of something that is not a live arena", what);
+    return false;
+}
+
+/* Everything but the home chunk, which keeps the arena itself. */
+static void release_chunks(regal_arena *a)
+{
+    rg_large_destroy(a);
+    while (a->heaps != NULL)
+        rg_arena_remove_chunk(a, a->heaps);
+    while (a->pages != a->home || a->home->next != NULL) {
+        struct rg_chunk *c = a->pages == a->home ? a->home->next : a->pages;
+        rg_arena_remove_chunk(a, c);
+    }
+}
+
+void regal_arena_destroy(regal_arena *a)
+{
+    if (a == NULL || !arena_is_valid_handle(a, "destroy"))
+        return;
+    if (a->is_default) {
+        rg_report(REGAL_ERR_INVALID_FREE, a, a, "the default arena cannot be destroyed");
+        return;
+    }
+    release_chunks(a);
+    pthread_mutex_destroy(&a->lock);
+    a->magic = 0;
+    rg_chunk_free(a->home);
+}
+
+void regal_arena_reset(regal_arena *a)
+{
+    if (a == NULL || !arena_is_valid_handle(a, "reset"))
+        return;
+    rg_arena_lock(a);
+    rg_large_reset(a);
+    for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
+        rg_pages_chunk_reset(c);
+    rg_heap_reset(a);
+    init_queues(a);
+    a->pools = NULL;
+    memset(&a->st, 0, sizeof a->st);
+    rg_arena_unlock(a);
+}
+
+static regal_arena *default_arena;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void default_init(void)
+{
+    regal_arena_config cfg = {.name = "default"};
+    default_arena = arena_new(&cfg);
+    if (default_arena != NULL)
+        default_arena->is_default = true;
+}
+
+regal_arena *regal_default_arena(void)
+{
+    if (RG_UNLIKELY(default_arena == NULL)) {
+        rg_options_init();
+        pthread_once(&default_once, default_init);
+    }
+    return default_arena;
+}
+
+/* ---- routing ---- */
+
+/* The smallest size class whose slots are all aligned to align, if any. */
+static int aligned_class(size_t size, size_t align)
+{
+    for (unsigned c = rg_size_class(size); c < RG_CLASS_COUNT; c++)
+        if (rg_class_size[c] % align == 0)
+            return (int)c;
+    return -1;
+}
+
+void *rg_arena_alloc(regal_arena *a, size_t size, size_t align, size_t *usable)
+{
+    if (size <= RG_SMALL_MAX) {
+        int c = align <= RG_ALIGN ? (int)rg_size_class(size) : aligned_class(size, align);
+        if (c >= 0) {
+            *usable = rg_class_size[c];
+            return rg_page_alloc(a, &a->classes[c]);
+        }
+    }
+    if (size <= RG_HEAP_MAX && align <= RG_PAGE_SIZE)
+        return rg_heap_alloc(a, size, align, usable);
+    void *p = rg_large_alloc(a, size, align);
+    if (p != NULL)
+        *usable = rg_large_usable(rg_chunk_of(p));
+    return p;
+}
+
+size_t rg_arena_trim_locked(regal_arena *a)
+{
+    size_t released = rg_large_flush_cache(a);
+    for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
+        released += rg_pages_chunk_trim(a, c);
+    return released + rg_heap_trim(a);
+}
+
+/* ---- pointers ---- */
+
+regal_arena *rg_owner(const void *p, struct rg_chunk **chunk)
+{
+    if (p == NULL || !rg_chunk_is_mapped(p))
+        return NULL;
+    struct rg_chunk *c = rg_chunk_of(p);
+    if (c->magic != RG_CHUNK_MAGIC)
+        return NULL;
+    *chunk = c;
+    return c->arena;
+}
+
+enum rg_ref_status rg_ref_resolve(struct rg_chunk *c, const void *p, struct rg_ref *ref)
+{
+    ref->chunk = c;
+    ref->page = NULL;
+    ref->arena = c->arena;
+    switch (c->kind) {
+    case RG_CHUNK_PAGES: {
+        struct rg_page *pg = rg_page_of(c, p);
+        if (pg == NULL || pg->kind == RG_PAGE_META)
+            return RG_REF_FOREIGN;
+        ref->page = pg;
+        enum rg_slot_status s = rg_slot_status(pg, p);
+        return s == RG_SLOT_LIVE ? RG_REF_LIVE : s == RG_SLOT_FREE ? RG_REF_DEAD : RG_REF_FOREIGN;
+    }
+    case RG_CHUNK_HEAP: {
+        enum rg_hblock_status s = rg_heap_status(c, p);
+        return s == RG_HB_LIVE ? RG_REF_LIVE : s == RG_HB_DEAD ? RG_REF_DEAD : RG_REF_FOREIGN;
+    }
+    case RG_CHUNK_LARGE: {
+        enum rg_large_status s = rg_large_status(c, p);
+        return s == RG_LARGE_LIVE ? RG_REF_LIVE : s == RG_LARGE_DEAD ? RG_REF_DEAD : RG_REF_FOREIGN;
+    }
+    default:
+        return RG_REF_FOREIGN;
+    }
+}
+
+size_t rg_ref_usable(const struct rg_ref *ref, const void *p)
+{
+    switch (ref->chunk->kind) {
+    case RG_CHUNK_PAGES:
+        return ref->page->slot_size;
+    case RG_CHUNK_HEAP:
+        return rg_heap_usable(p);
+    default:
+        return rg_large_usable(ref->chunk);
+    }
+}
+
+void rg_ref_free(const struct rg_ref *ref, void *p)
+{
+    switch (ref->chunk->kind) {
+    case RG_CHUNK_PAGES:
+        rg_page_free(ref->arena, ref->page, p);
+        break;
+    case RG_CHUNK_HEAP:
+        rg_heap_free(ref->arena, p);
+        break;
+    default:
+        rg_large_free(ref->arena, ref->chunk);
+    }
+}
+
+bool rg_ref_resize(const struct rg_ref *ref, void *p, size_t size)
+{
+    switch (ref->chunk->kind) {
+    case RG_CHUNK_PAGES:
+        /* In place while the size keeps its class (pool objects never move
+         * between pages: they are resized like class blocks of their slot). */
+        if (ref->page->kind == RG_PAGE_CLASS)
+            return size <= RG_SMALL_MAX &&
+                   rg_class_size[rg_size_class(size)] == ref->page->slot_size;
+        return size <= ref->page->slot_size;
+    case RG_CHUNK_HEAP:
+        return size > RG_SMALL_MAX && size <= RG_HEAP_MAX && rg_heap_resize(ref->arena, p, size);
+    default:
+        return size > RG_HEAP_MAX && rg_large_resize(ref->arena, ref->chunk, size);
+    }
+}

@@ -1,0 +1,93 @@
+/* regal_arena: owns chunks, routes requests to pages, heap or large. */
+#ifndef RG_ARENA_H
+#define RG_ARENA_H
+
+#include <pthread.h>
+
+#include "heap.h"
+#include "page.h"
+#include "regal.h"
+
+#define RG_ARENA_MAGIC 0x6172656eu /* "aren" */
+#define RG_NAME_MAX    32
+
+struct rg_counters {
+    size_t in_use, peak_in_use, requested_total;
+    size_t blocks_in_use, alloc_count, free_count;
+};
+
+struct regal_arena {
+    uint32_t magic;               /* RG_ARENA_MAGIC while alive */
+    unsigned flags;               /* REGAL_ARENA_* */
+    bool is_default;              /* regal_default_arena(): never destroyed */
+    char name[RG_NAME_MAX];       /* "" when unnamed */
+    size_t limit;                 /* 0 = none */
+    size_t mapped;                /* committed bytes, checked against limit */
+    pthread_mutex_t lock;         /* unused with REGAL_ARENA_SINGLE_THREAD */
+    struct rg_chunk *home;        /* the pages chunk holding this struct */
+    struct rg_chunk *pages;       /* pages chunks, home first */
+    struct rg_chunk *heaps;       /* heap chunks */
+    struct rg_chunk *large;       /* live large blocks */
+    struct rg_chunk *large_cache; /* freed large mappings kept for reuse */
+    size_t large_cache_bytes;
+    unsigned large_cache_count;
+    struct rg_pageq classes[RG_CLASS_COUNT];
+    struct rg_pageq meta;     /* the arena's own objects: pools */
+    struct regal_pool *pools; /* live pools */
+    struct rg_heap heap;
+    struct rg_counters st;
+};
+
+#define RG_ARENA_OFFSET ((size_t)256) /* in the home chunk, after its header */
+static_assert(RG_ARENA_OFFSET + sizeof(struct regal_arena) <= RG_DESC_OFFSET,
+              "the arena fits before the page descriptors");
+
+RG_INLINE void rg_arena_lock(regal_arena *a)
+{
+    if (!(a->flags & REGAL_ARENA_SINGLE_THREAD))
+        pthread_mutex_lock(&a->lock);
+}
+
+RG_INLINE void rg_arena_unlock(regal_arena *a)
+{
+    if (!(a->flags & REGAL_ARENA_SINGLE_THREAD))
+        pthread_mutex_unlock(&a->lock);
+}
+
+/* Counts bytes [from, to) of chunk c (offsets from c) as committed; false
+ * (nothing changed) when that would pass the arena's limit even after
+ * dropping its caches. */
+bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to);
+bool rg_arena_commit_bytes(regal_arena *a, size_t bytes);
+void rg_arena_uncommit(regal_arena *a, size_t bytes);
+
+/* A new chunk of the kind, linked into the arena; NULL at the limit or when
+ * the OS refuses. */
+struct rg_chunk *rg_arena_add_chunk(regal_arena *a, enum rg_chunk_kind kind);
+/* Unlinks and frees an empty chunk; bytes it had committed. */
+size_t rg_arena_remove_chunk(regal_arena *a, struct rg_chunk *c);
+
+/* Engine entry points, called with the lock held (see alloc.c).  A block
+ * of at least size bytes aligned to align (a power of two); NULL + ENOMEM.
+ * *usable receives its usable size. */
+void *rg_arena_alloc(regal_arena *a, size_t size, size_t align, size_t *usable);
+size_t rg_arena_trim_locked(regal_arena *a);
+
+/* The arena owning the chunk of p, or NULL; reads only the chunk map and
+ * headers of regal's own chunks, so any pointer value is safe.  No lock. */
+regal_arena *rg_owner(const void *p, struct rg_chunk **chunk);
+
+/* What p is inside chunk c of its owner (call with the owner's lock held). */
+enum rg_ref_status { RG_REF_LIVE, RG_REF_DEAD, RG_REF_FOREIGN };
+struct rg_ref {
+    struct rg_chunk *chunk;
+    struct rg_page *page; /* pages chunks */
+    regal_arena *arena;
+};
+enum rg_ref_status rg_ref_resolve(struct rg_chunk *c, const void *p, struct rg_ref *ref);
+size_t rg_ref_usable(const struct rg_ref *ref, const void *p);
+void rg_ref_free(const struct rg_ref *ref, void *p);
+/* Resizes in place; false if the block must move. */
+bool rg_ref_resize(const struct rg_ref *ref, void *p, size_t size);
+
+#endif

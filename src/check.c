@@ -1,0 +1,110 @@
+/*
+ * regal_arena_check(): walks every piece of an arena's metadata and checks
+ * the invariants stated at the top of page.c, heap.c, large.c and arena.c,
+ * reporting the first violation (with the invariant's number) through
+ * src/error.c.  The report is made with the arena locked: a handler must not
+ * call back into the arena being checked.
+ */
+#include "check.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "arena.h"
+#include "error.h"
+#include "large.h"
+#include "pool.h"
+
+bool rg_check_fail(const void *where, const char *fmt, ...)
+{
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rg_report(REGAL_ERR_CORRUPTION, where, NULL, "arena check: %s", msg);
+    return false;
+}
+
+static bool queue_is_valid(struct rg_pageq *q)
+{
+    for (struct rg_page *pg = q->avail; pg != NULL; pg = pg->next)
+        if (pg->queue != q || pg->in_full)
+            return rg_check_fail(pg, "span %p on the wrong avail list (page.c invariant 4)",
+                                 (void *)pg);
+    for (struct rg_page *pg = q->full; pg != NULL; pg = pg->next)
+        if (pg->queue != q || !pg->in_full)
+            return rg_check_fail(pg, "span %p on the wrong full list (page.c invariant 4)",
+                                 (void *)pg);
+    return true;
+}
+
+static bool pages_are_valid(regal_arena *a, size_t *committed)
+{
+    for (struct rg_chunk *c = a->pages; c != NULL; c = c->next) {
+        if (c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_PAGES || c->arena != a)
+            return rg_check_fail(c, "pages chunk %p: bad header (arena.c invariant 3)", (void *)c);
+        struct rg_pages_chunk *pc = (struct rg_pages_chunk *)c;
+        uint32_t spans = 0;
+        for (unsigned i = RG_DATA_PAGE0; i < pc->top; i++) {
+            struct rg_page *pg = rg_page_desc(c, i);
+            if (pg->state != RG_PAGE_HEAD)
+                continue;
+            if (!rg_page_is_valid(c, pg))
+                return false;
+            spans++;
+        }
+        if (spans != pc->spans_live)
+            return rg_check_fail(c, "pages chunk %p: %u spans, %u counted (page.c invariant 1)",
+                                 (void *)c, spans, pc->spans_live);
+        for (struct rg_page *fs = pc->free_spans; fs != NULL; fs = fs->next)
+            if (fs->state != RG_PAGE_FREE)
+                return rg_check_fail(fs, "free span %p in use (page.c invariant 5)", (void *)fs);
+        *committed += rg_chunk_committed(c);
+    }
+    for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
+        if (!queue_is_valid(&a->classes[i]))
+            return false;
+    for (struct regal_pool *p = a->pools; p != NULL; p = p->next)
+        if (p->magic != RG_POOL_MAGIC || !queue_is_valid(&p->q))
+            return rg_check_fail(p, "pool %p: bad pool", (void *)p);
+    return queue_is_valid(&a->meta);
+}
+
+static bool large_is_valid(regal_arena *a, struct rg_chunk *list, uint32_t live, size_t *mapped)
+{
+    for (struct rg_chunk *c = list; c != NULL; c = c->next) {
+        const struct rg_large *l = (const struct rg_large *)c;
+        if (c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_LARGE || c->arena != a ||
+            l->live != live)
+            return rg_check_fail(c, "large block %p: bad header (large.c invariant 1)", (void *)c);
+        *mapped += c->map_size;
+    }
+    return true;
+}
+
+int regal_arena_check(regal_arena *a)
+{
+    if (a == NULL || a->magic != RG_ARENA_MAGIC) {
+        rg_check_fail(a, "%p is not a live arena", (void *)a);
+        return -1;
+    }
+    rg_arena_lock(a);
+    size_t mapped = 0;
+    int rc = -1;
+    if (pages_are_valid(a, &mapped) && rg_heap_check(a) == 0 &&
+        large_is_valid(a, a->large, 1, &mapped) && large_is_valid(a, a->large_cache, 0, &mapped)) {
+        for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next)
+            mapped += rg_chunk_committed(c);
+        if (mapped != a->mapped)
+            rg_check_fail(a, "mapped %zu but chunks commit %zu (arena.c invariant 1)", a->mapped,
+                          mapped);
+        else if (a->limit != 0 && a->mapped > a->limit)
+            rg_check_fail(a, "mapped %zu above limit %zu (arena.c invariant 2)", a->mapped,
+                          a->limit);
+        else
+            rc = 0;
+    }
+    rg_arena_unlock(a);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/*
+ * Chunks: RG_CHUNK_SIZE-aligned mappings, and the chunk map.
+ *
+ * Owns: the chunk map (one bit per chunk of the 48-bit address space, 8 MiB
+ * of zero-filled .bss that the OS only backs where bits are set) and the
+ * process-wide cache of free chunks.
+ *
+ * Invariants:
+ *  1. bit(c) == 1  <=>  c is the header address of a mapping made here
+ *     (an arena's chunk, a cached free chunk or a large block).
+ *  2. Every cached chunk was given back to the OS whole: it reads as zero
+ *     (kind RG_CHUNK_FREE, magic 0) except for map_size.
+ *
+ * The map is written with atomic read-modify-write operations and read with
+ * relaxed loads: a chunk's bit is set before its address is handed to any
+ * other thread.  The cache is guarded by cache_lock.  Nothing here calls
+ * malloc.
+ */
+#include "chunk.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "os.h"
+
+#define ADDRESS_BITS 48
+#define MAP_WORDS    (((size_t)1 << (ADDRESS_BITS - RG_CHUNK_SHIFT)) / 64)
+#define CACHE_MAX    16 /* 64 MiB of address space, none of it resident */
+
+static uint64_t chunk_map[MAP_WORDS];
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rg_chunk *cache[CACHE_MAX];
+static unsigned cache_count;
+
+static void map_set(const void *c, bool on)
+{
+    uintptr_t i = (uintptr_t)c >> RG_CHUNK_SHIFT;
+    uint64_t bit = 1ull << (i % 64);
+    if (on)
+        __atomic_fetch_or(&chunk_map[i / 64], bit, __ATOMIC_RELEASE);
+    else
+        __atomic_fetch_and(&chunk_map[i / 64], ~bit, __ATOMIC_RELEASE);
+}
+
+bool rg_chunk_is_mapped(const void *ptr)
+{
+    uintptr_t i = ((uintptr_t)ptr - 1) >> RG_CHUNK_SHIFT;
+    if (RG_UNLIKELY(i >= MAP_WORDS * 64))
+        return false;
+    return (__atomic_load_n(&chunk_map[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
+
+struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
+{
+    struct rg_chunk *c = rg_os_map_aligned(map_size, align, offset);
+    if (c == NULL)
+        return NULL;
+    RG_ASSERT(((uintptr_t)c & (RG_CHUNK_SIZE - 1)) == 0);
+    if (RG_UNLIKELY((uintptr_t)c >> ADDRESS_BITS)) { /* beyond the map: not usable */
+        rg_os_unmap(c, map_size);
+        return NULL;
+    }
+    c->map_size = map_size;
+    map_set(c, true);
+    return c;
+}
+
+void rg_chunk_unmap(struct rg_chunk *c)
+{
+    map_set(c, false);
+    rg_os_unmap(c, c->map_size);
+}
+
+struct rg_chunk *rg_chunk_alloc(struct regal_arena *a, enum rg_chunk_kind kind)
+{
+    struct rg_chunk *c = NULL;
+    pthread_mutex_lock(&cache_lock);
+    if (cache_count > 0)
+        c = cache[--cache_count];
+    pthread_mutex_unlock(&cache_lock);
+    if (c == NULL)
+        c = rg_chunk_map(RG_CHUNK_SIZE, RG_CHUNK_SIZE, 0);
+    if (c == NULL)
+        return NULL;
+    c->magic = RG_CHUNK_MAGIC;
+    c->kind = kind;
+    c->arena = a;
+    c->next = c->prev = NULL;
+    c->map_size = RG_CHUNK_SIZE;
+    memset(c->committed, 0, sizeof c->committed);
+    rg_chunk_set_committed(c, 0, sizeof *c);
+    return c;
+}
+
+static size_t granule_first(size_t off)
+{
+    return off / RG_GRANULE;
+}
+
+static size_t granule_end(size_t off)
+{
+    size_t g = (off + RG_GRANULE - 1) / RG_GRANULE;
+    return g > RG_GRANULES ? RG_GRANULES : g;
+}
+
+static bool bit(const uint64_t *bits, size_t i)
+{
+    return (bits[i / 64] >> (i % 64)) & 1;
+}
+
+size_t rg_chunk_uncommitted(const struct rg_chunk *c, size_t from, size_t to)
+{
+    size_t n = 0;
+    for (size_t g = granule_first(from); g < granule_end(to); g++)
+        n += !bit(c->committed, g);
+    return n * RG_GRANULE;
+}
+
+void rg_chunk_set_committed(struct rg_chunk *c, size_t from, size_t to)
+{
+    for (size_t g = granule_first(from); g < granule_end(to); g++)
+        c->committed[g / 64] |= 1ull << (g % 64);
+}
+
+size_t rg_chunk_committed(const struct rg_chunk *c)
+{
+    size_t n = 0;
+    for (size_t w = 0; w < RG_GRANULES / 64; w++)
+        n += (size_t)__builtin_popcountll(c->committed[w]);
+    return n * RG_GRANULE;
+}
+
+size_t rg_chunk_decommit(struct rg_chunk *c, size_t from, size_t to)
+{
+    size_t page = rg_os_page_size();
+    from = rg_align_up(from, page);
+    to &= ~(page - 1);
+    size_t released = 0, run = 0;
+    for (size_t off = from; off <= to; off += RG_GRANULE) {
+        bool committed = off < to && bit(c->committed, off / RG_GRANULE);
+        if (committed) {
+            run += RG_GRANULE;
+            c->committed[off / RG_GRANULE / 64] &= ~(1ull << (off / RG_GRANULE % 64));
+        } else if (run > 0) {
+            rg_os_decommit((uint8_t *)c + off - run, run);
+            released += run;
+            run = 0;
+        }
+    }
+    return released;
+}
+
+void rg_chunk_free(struct rg_chunk *c)
+{
+    RG_ASSERT(c->map_size == RG_CHUNK_SIZE);
+    /* One madvise for the whole chunk, header included: the header reads as
+     * zero afterwards (kind RG_CHUNK_FREE, no magic), which is what a stale
+     * pointer into a cached chunk must find. */
+    rg_os_decommit(c, RG_CHUNK_SIZE);
+    c->map_size = RG_CHUNK_SIZE;
+    pthread_mutex_lock(&cache_lock);
+    bool kept = cache_count < CACHE_MAX;
+    if (kept)
+        cache[cache_count++] = c;
+    pthread_mutex_unlock(&cache_lock);
+    if (!kept)
+        rg_chunk_unmap(c);
+}

@@ -1,0 +1,69 @@
+/* Aligned chunks of OS memory and the chunk map (is this address regal's?). */
+#ifndef RG_CHUNK_H
+#define RG_CHUNK_H
+
+#include "common.h"
+
+struct regal_arena;
+
+enum rg_chunk_kind {
+    RG_CHUNK_FREE = 0, /* in the process-wide cache, owned by no arena */
+    RG_CHUNK_PAGES,    /* pages of size classes and pools (src/page.c) */
+    RG_CHUNK_HEAP,     /* one free-list heap region (src/heap.c) */
+    RG_CHUNK_LARGE,    /* one large block with its own mapping (src/large.c) */
+};
+
+/* The header at the start of every chunk.  Kind-specific state follows it
+ * (see page.h, heap.h, large.h). */
+struct rg_chunk {
+    uint32_t magic;            /* RG_CHUNK_MAGIC while owned by an arena */
+    uint32_t kind;             /* enum rg_chunk_kind */
+    struct regal_arena *arena; /* owner; immutable while the chunk is owned */
+    struct rg_chunk *next;     /* the arena's list of chunks of this kind */
+    struct rg_chunk *prev;
+    size_t map_size; /* bytes mapped at the chunk's address */
+    /* Granules of RG_GRANULE bytes that are committed (possibly resident):
+     * set when regal hands memory in them out, cleared when it gives them
+     * back to the OS.  The arena's mapped figure is their sum. */
+    uint64_t committed[RG_GRANULES / 64];
+};
+
+#define RG_CHUNK_MAGIC 0x7265676cu /* "regl" */
+
+/* The chunk whose header describes ptr.  A block never starts at its chunk's
+ * first byte (the header is there), so ptr - 1 lies in the right chunk even
+ * for a large block aligned to a chunk boundary, whose header sits in the
+ * chunk just before it. */
+RG_INLINE struct rg_chunk *rg_chunk_of(const void *ptr)
+{
+    return (struct rg_chunk *)(((uintptr_t)ptr - 1) & ~(uintptr_t)(RG_CHUNK_SIZE - 1));
+}
+
+/* True when ptr's chunk is mapped by regal.  Reads only the chunk map, never
+ * the address itself, so it is safe for any pointer value. */
+bool rg_chunk_is_mapped(const void *ptr);
+
+/* A zeroed chunk of RG_CHUNK_SIZE bytes for arena a (kind set by the
+ * caller); NULL when the OS refuses. */
+struct rg_chunk *rg_chunk_alloc(struct regal_arena *a, enum rg_chunk_kind kind);
+/* Returns a chunk of RG_CHUNK_SIZE bytes to the cache or to the OS. */
+void rg_chunk_free(struct rg_chunk *c);
+
+/* Maps map_size bytes (a multiple of the OS page) at a chunk-aligned
+ * address c such that c + offset is a multiple of align, marks c's chunk as
+ * regal's and returns c with map_size set (the rest of the header is zero).
+ * Used directly for large blocks.  NULL when the OS refuses. */
+struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset);
+/* Unmaps a chunk from rg_chunk_map (or rg_chunk_alloc) for good. */
+void rg_chunk_unmap(struct rg_chunk *c);
+
+/* Committed-memory accounting of chunk c; offsets are bytes from c and are
+ * rounded out to whole granules. */
+size_t rg_chunk_uncommitted(const struct rg_chunk *c, size_t from, size_t to);
+void rg_chunk_set_committed(struct rg_chunk *c, size_t from, size_t to);
+size_t rg_chunk_committed(const struct rg_chunk *c);
+/* Gives the committed OS pages wholly inside [from, to) back to the OS and
+ * clears their granules; returns the bytes given back. */
+size_t rg_chunk_decommit(struct rg_chunk *c, size_t from, size_t to);
+
+#endif

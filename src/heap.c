@@ -1,0 +1,474 @@
+/*
+ * The free-list heap.  Each heap chunk holds one region of blocks laid end
+ * to end; the arena's struct rg_heap indexes the free ones of all its heap
+ * chunks.
+ *
+ * Block layout: a 16-byte header {size|flags, check}; the user's bytes
+ * follow.  A free block also holds two list links after the header and its
+ * size in its last word (the footer), so the block after it can find it:
+ * the boundary tag.  A used block needs no footer; its successor's
+ * RG_HB_PREV_FREE flag says whether the footer before it is valid.
+ *
+ * Invariants (checked by rg_heap_check):
+ *  1. Blocks tile [begin, end) of their chunk exactly; each size is a
+ *     multiple of 16 and at least RG_HB_MIN_BLOCK.
+ *  2. check == size ^ address ^ chunk key for every block header.
+ *  3. No two free blocks are adjacent (coalescing is immediate).
+ *  4. A free block's footer equals its size; the next block's PREV_FREE
+ *     flag is set exactly when the block before it is free.
+ *  5. Every free block is on list heads[f][s] for (f, s) = mapping(size),
+ *     and only there; bit s of sl_map[f] <=> heads[f][s] != NULL; bit f of
+ *     fl_map <=> sl_map[f] != 0.
+ *
+ * The chunk key changes on every reset, so headers left from before a reset
+ * no longer pass invariant 2: a stale pointer is an invalid free, never a
+ * block.  Everything here runs under the arena's lock.
+ */
+#include "heap.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+#include "check.h"
+#include "os.h"
+
+struct rg_heap_chunk {
+    struct rg_chunk base;
+    uint64_t epoch; /* resets so far; part of the key */
+};
+
+#define HEAP_BEGIN ((size_t)256) /* first block, after the chunk header */
+#define HEAP_END   RG_CHUNK_SIZE
+#define HEAP_SPAN  (HEAP_END - HEAP_BEGIN)
+
+static_assert(sizeof(struct rg_heap_chunk) <= HEAP_BEGIN, "heap chunk header fits");
+
+/* ---- blocks ---- */
+
+static struct rg_hblock *block_of(const void *p)
+{
+    return (struct rg_hblock *)((uint8_t *)p - RG_HB_HEADER);
+}
+
+static size_t bsize(const struct rg_hblock *b)
+{
+    return b->size & ~RG_HB_FLAGS;
+}
+
+static uint64_t chunk_key(const struct rg_chunk *c)
+{
+    return rg_os_secret() ^ ((const struct rg_heap_chunk *)c)->epoch * 0x9e3779b97f4a7c15ull;
+}
+
+static size_t check_of(const struct rg_hblock *b, size_t size_field)
+{
+    return size_field ^ (uintptr_t)b ^ chunk_key(rg_chunk_of(b));
+}
+
+static void set_header(struct rg_hblock *b, size_t size, size_t flags)
+{
+    b->size = size | flags;
+    b->check = check_of(b, b->size);
+}
+
+static void set_flag(struct rg_hblock *b, size_t flag, bool on)
+{
+    set_header(b, bsize(b), on ? (b->size & RG_HB_FLAGS) | flag : (b->size & RG_HB_FLAGS) & ~flag);
+}
+
+/* The block after b, or NULL at the end of the region. */
+static struct rg_hblock *block_next(const struct rg_hblock *b)
+{
+    uint8_t *n = (uint8_t *)b + bsize(b);
+    return n == (uint8_t *)rg_chunk_of(b) + HEAP_END ? NULL : (struct rg_hblock *)n;
+}
+
+static struct rg_hblock *block_prev(const struct rg_hblock *b)
+{
+    size_t footer;
+    memcpy(&footer, (const uint8_t *)b - sizeof footer, sizeof footer);
+    return (struct rg_hblock *)((uint8_t *)b - footer);
+}
+
+/* The footer of free block b; none for the region's last block, whose
+ * footer nobody reads (and whose page may be untouched). */
+static void set_footer(struct rg_hblock *b)
+{
+    size_t s = bsize(b);
+    if (block_next(b) != NULL)
+        memcpy((uint8_t *)b + s - sizeof s, &s, sizeof s);
+}
+
+static size_t block_size_for(size_t size)
+{
+    size_t bs = rg_align_up(size + RG_HB_HEADER, RG_ALIGN);
+    return bs < RG_HB_MIN_BLOCK ? RG_HB_MIN_BLOCK : bs;
+}
+
+/* ---- free lists ---- */
+
+static void mapping(size_t size, unsigned *fl, unsigned *sl)
+{
+    unsigned f = rg_log2(size);
+    *sl = (unsigned)(size >> (f - RG_SL_LOG2)) ^ RG_SL_COUNT;
+    *fl = f - RG_FL_MIN;
+}
+
+static void list_insert(struct rg_heap *h, struct rg_hblock *b)
+{
+    unsigned f, s;
+    mapping(bsize(b), &f, &s);
+    b->prev_free = NULL;
+    b->next_free = h->heads[f][s];
+    if (b->next_free)
+        b->next_free->prev_free = b;
+    h->heads[f][s] = b;
+    h->sl_map[f] |= (uint16_t)(1u << s);
+    h->fl_map |= 1u << f;
+}
+
+static void list_remove(struct rg_heap *h, struct rg_hblock *b)
+{
+    unsigned f, s;
+    mapping(bsize(b), &f, &s);
+    if (b->prev_free)
+        b->prev_free->next_free = b->next_free;
+    else
+        h->heads[f][s] = b->next_free;
+    if (b->next_free)
+        b->next_free->prev_free = b->prev_free;
+    if (h->heads[f][s] == NULL) {
+        h->sl_map[f] &= (uint16_t) ~(1u << s);
+        if (h->sl_map[f] == 0)
+            h->fl_map &= ~(1u << f);
+    }
+}
+
+/* A free block of at least size bytes, in O(1).  The head of size's own
+ * list is taken when it fits (exact and near fits for repeated sizes);
+ * otherwise size is rounded up to the next list boundary so that any block
+ * of the list found fits (good fit). */
+static struct rg_hblock *list_find(struct rg_heap *h, size_t size)
+{
+    unsigned f, s;
+    mapping(size, &f, &s);
+    if (f >= RG_FL_COUNT)
+        return NULL;
+    if (h->heads[f][s] != NULL && bsize(h->heads[f][s]) >= size)
+        return h->heads[f][s];
+    mapping(size + ((size_t)1 << (rg_log2(size) - RG_SL_LOG2)) - 1, &f, &s);
+    if (f >= RG_FL_COUNT)
+        return NULL;
+    uint32_t slm = h->sl_map[f] & (~0u << s);
+    if (slm == 0) {
+        uint32_t flm = h->fl_map & (~0u << (f + 1));
+        if (flm == 0)
+            return NULL;
+        f = (unsigned)__builtin_ctz(flm);
+        slm = h->sl_map[f];
+    }
+    return h->heads[f][__builtin_ctz(slm)];
+}
+
+/* ---- splitting and merging ---- */
+
+/* Makes used block b exactly bs bytes when the rest is worth a free block
+ * (merged with a free block after it); fixes the next block's PREV_FREE. */
+static void split_tail(struct rg_heap *h, struct rg_hblock *b, size_t bs)
+{
+    size_t cur = bsize(b), prev_flag = b->size & RG_HB_PREV_FREE;
+    struct rg_hblock *next = block_next(b);
+    if (cur - bs < RG_HB_MIN_BLOCK) {
+        set_header(b, cur, prev_flag);
+        if (next)
+            set_flag(next, RG_HB_PREV_FREE, false);
+        return;
+    }
+    set_header(b, bs, prev_flag);
+    struct rg_hblock *rest = (struct rg_hblock *)((uint8_t *)b + bs);
+    size_t rsize = cur - bs;
+    if (next && (next->size & RG_HB_FREE)) {
+        list_remove(h, next);
+        rsize += bsize(next);
+    }
+    set_header(rest, rsize, RG_HB_FREE);
+    set_footer(rest);
+    list_insert(h, rest);
+    if ((next = block_next(rest)) != NULL)
+        set_flag(next, RG_HB_PREV_FREE, true);
+}
+
+/* Counts [from, to) as committed; to may pass the region's end. */
+static bool commit_range(struct regal_arena *a, const void *from, const void *to)
+{
+    struct rg_chunk *c = rg_chunk_of(from);
+    return rg_arena_commit(a, c, (size_t)((uintptr_t)from - (uintptr_t)c),
+                           (size_t)((uintptr_t)to - (uintptr_t)c));
+}
+
+/* The user pointer inside free block b for alignment align, leaving a gap
+ * before it that is either empty or big enough to be a free block. */
+static uint8_t *aligned_user(struct rg_hblock *b, size_t align)
+{
+    uint8_t *user = (uint8_t *)b + RG_HB_HEADER;
+    uint8_t *u = (uint8_t *)rg_align_up((uintptr_t)user, align);
+    while (u != user && (size_t)(u - user) < RG_HB_MIN_BLOCK)
+        u += align;
+    return u;
+}
+
+void rg_heap_chunk_init(struct regal_arena *a, struct rg_chunk *c)
+{
+    struct rg_hblock *b = (struct rg_hblock *)((uint8_t *)c + HEAP_BEGIN);
+    set_header(b, HEAP_SPAN, RG_HB_FREE);
+    list_insert(&a->heap, b); /* no footer: nothing follows it */
+}
+
+static struct rg_hblock *find_or_grow(struct regal_arena *a, size_t need)
+{
+    struct rg_hblock *b = list_find(&a->heap, need);
+    if (b == NULL && need <= HEAP_SPAN - RG_HB_MIN_BLOCK) {
+        struct rg_chunk *c = rg_arena_add_chunk(a, RG_CHUNK_HEAP);
+        if (c != NULL)
+            b = list_find(&a->heap, need);
+    }
+    return b;
+}
+
+void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *usable)
+{
+    size_t bs = block_size_for(size);
+    size_t need = align <= RG_ALIGN ? bs : bs + align + RG_HB_MIN_BLOCK;
+    struct rg_hblock *b = find_or_grow(a, need);
+    if (b == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uint8_t *user = align <= RG_ALIGN ? (uint8_t *)b + RG_HB_HEADER : aligned_user(b, align);
+    size_t gap = (size_t)(user - RG_HB_HEADER - (uint8_t *)b);
+    if (!commit_range(a, b, user + bs + sizeof *b)) { /* and the next header */
+        errno = ENOMEM;
+        return NULL;
+    }
+    list_remove(&a->heap, b);
+    if (gap > 0) { /* the front gap stays free; b's predecessor is used */
+        size_t total = bsize(b);
+        set_header(b, gap, RG_HB_FREE);
+        set_footer(b);
+        list_insert(&a->heap, b);
+        b = block_of(user);
+        set_header(b, total - gap, RG_HB_PREV_FREE);
+    } else {
+        set_header(b, bsize(b), b->size & RG_HB_PREV_FREE);
+    }
+    split_tail(&a->heap, b, bs);
+    *usable = bsize(b) - RG_HB_HEADER;
+    return user;
+}
+
+enum rg_hblock_status rg_heap_status(struct rg_chunk *c, const void *p)
+{
+    uintptr_t off = (uintptr_t)p - (uintptr_t)c;
+    if (((uintptr_t)p & (RG_ALIGN - 1)) != 0 || off < HEAP_BEGIN + RG_HB_HEADER || off >= HEAP_END)
+        return RG_HB_BOGUS;
+    const struct rg_hblock *b = block_of(p);
+    size_t s = bsize(b);
+    if (b->check != check_of(b, b->size) || s < RG_HB_MIN_BLOCK ||
+        s > HEAP_END - (off - RG_HB_HEADER))
+        return RG_HB_BOGUS;
+    return (b->size & RG_HB_FREE) ? RG_HB_DEAD : RG_HB_LIVE;
+}
+
+size_t rg_heap_usable(const void *p)
+{
+    return bsize(block_of(p)) - RG_HB_HEADER;
+}
+
+void rg_heap_free(struct regal_arena *a, void *p)
+{
+    struct rg_heap *h = &a->heap;
+    struct rg_hblock *b = block_of(p);
+    size_t size = bsize(b);
+    struct rg_hblock *next = block_next(b);
+    /* Mark the header free first: if it is absorbed by a neighbour, a later
+     * free of p still reads as a double free. */
+    set_header(b, size, (b->size & RG_HB_PREV_FREE) | RG_HB_FREE);
+    if (b->size & RG_HB_PREV_FREE) {
+        struct rg_hblock *prev = block_prev(b);
+        list_remove(h, prev);
+        size += bsize(prev);
+        b = prev;
+    }
+    if (next && (next->size & RG_HB_FREE)) {
+        list_remove(h, next);
+        size += bsize(next);
+    }
+    set_header(b, size, RG_HB_FREE);
+    set_footer(b);
+    list_insert(h, b);
+    if ((next = block_next(b)) != NULL)
+        set_flag(next, RG_HB_PREV_FREE, true);
+}
+
+bool rg_heap_resize(struct regal_arena *a, void *p, size_t size)
+{
+    struct rg_hblock *b = block_of(p);
+    size_t bs = block_size_for(size), cur = bsize(b);
+    if (bs <= cur) {
+        split_tail(&a->heap, b, bs);
+        return true;
+    }
+    struct rg_hblock *next = block_next(b);
+    if (next == NULL || !(next->size & RG_HB_FREE) || cur + bsize(next) < bs)
+        return false;
+    if (!commit_range(a, b, (uint8_t *)b + bs + sizeof *b))
+        return false;
+    list_remove(&a->heap, next);
+    set_header(b, cur + bsize(next), b->size & RG_HB_PREV_FREE);
+    split_tail(&a->heap, b, bs);
+    return true;
+}
+
+void rg_heap_reset(struct regal_arena *a)
+{
+    memset(&a->heap, 0, sizeof a->heap);
+    for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next) {
+        ((struct rg_heap_chunk *)c)->epoch++;
+        rg_heap_chunk_init(a, c);
+    }
+}
+
+size_t rg_heap_largest_free(const struct rg_heap *h)
+{
+    if (h->fl_map == 0)
+        return 0;
+    unsigned f = 31 - (unsigned)__builtin_clz(h->fl_map);
+    unsigned s = 31 - (unsigned)__builtin_clz(h->sl_map[f]);
+    size_t best = 0;
+    for (const struct rg_hblock *b = h->heads[f][s]; b != NULL; b = b->next_free)
+        if (bsize(b) > best)
+            best = bsize(b);
+    return best - RG_HB_HEADER;
+}
+
+/* Gives back the pages wholly inside free block b (its header, links and
+ * footer stay). */
+static size_t trim_block(struct rg_hblock *b)
+{
+    struct rg_chunk *c = rg_chunk_of(b);
+    size_t from = (size_t)((uintptr_t)b - (uintptr_t)c) + sizeof *b;
+    size_t to = (size_t)((uintptr_t)b - (uintptr_t)c) + bsize(b) - sizeof(size_t);
+    return rg_chunk_decommit(c, from, to);
+}
+
+static bool chunk_is_empty(struct rg_chunk *c)
+{
+    const struct rg_hblock *b = (const struct rg_hblock *)((uint8_t *)c + HEAP_BEGIN);
+    return (b->size & RG_HB_FREE) && bsize(b) == HEAP_SPAN;
+}
+
+size_t rg_heap_decommit_free(struct regal_arena *a)
+{
+    size_t released = 0;
+    for (unsigned f = 0; f < RG_FL_COUNT; f++)
+        for (unsigned s = 0; s < RG_SL_COUNT; s++)
+            for (struct rg_hblock *b = a->heap.heads[f][s]; b != NULL; b = b->next_free)
+                released += trim_block(b);
+    rg_arena_uncommit(a, released);
+    return released;
+}
+
+size_t rg_heap_trim(struct regal_arena *a)
+{
+    size_t released = rg_heap_decommit_free(a);
+    /* Whole empty chunks go back, except one kept for the next request. */
+    struct rg_chunk *c = a->heaps, *next;
+    bool kept = false;
+    for (; c != NULL; c = next) {
+        next = c->next;
+        if (!chunk_is_empty(c))
+            continue;
+        if (!kept) {
+            kept = true;
+            continue;
+        }
+        list_remove(&a->heap, (struct rg_hblock *)((uint8_t *)c + HEAP_BEGIN));
+        released += rg_arena_remove_chunk(a, c);
+    }
+    return released;
+}
+
+/* ---- check ---- */
+
+static bool block_is_valid(struct rg_heap *h, struct rg_hblock *b, bool prev_free, size_t *nfree)
+{
+    size_t s = bsize(b);
+    if (b->check != check_of(b, b->size))
+        return rg_check_fail(b, "heap block %p: bad header check (invariant 2)", (void *)b);
+    if (s < RG_HB_MIN_BLOCK || s % RG_ALIGN != 0)
+        return rg_check_fail(b, "heap block %p: bad size %zu (invariant 1)", (void *)b, s);
+    if (((b->size & RG_HB_PREV_FREE) != 0) != prev_free)
+        return rg_check_fail(b, "heap block %p: PREV_FREE disagrees (invariant 4)", (void *)b);
+    if (!(b->size & RG_HB_FREE))
+        return true;
+    if (prev_free)
+        return rg_check_fail(b, "heap block %p: two free blocks adjacent (invariant 3)", (void *)b);
+    struct rg_hblock *next = block_next(b);
+    if (next != NULL && block_prev(next) != b)
+        return rg_check_fail(b, "heap block %p: footer disagrees (invariant 4)", (void *)b);
+    unsigned f, sl;
+    mapping(s, &f, &sl);
+    struct rg_hblock *l = h->heads[f][sl];
+    while (l != NULL && l != b)
+        l = l->next_free;
+    if (l == NULL)
+        return rg_check_fail(b, "heap block %p: free but not on its list (invariant 5)", (void *)b);
+    ++*nfree;
+    return true;
+}
+
+static bool lists_are_valid(struct rg_heap *h, size_t *nlisted)
+{
+    for (unsigned f = 0; f < RG_FL_COUNT; f++) {
+        if (((h->fl_map >> f) & 1) != (h->sl_map[f] != 0))
+            return rg_check_fail(h, "heap: first-level bit %u wrong (invariant 5)", f);
+        for (unsigned s = 0; s < RG_SL_COUNT; s++) {
+            struct rg_hblock *b = h->heads[f][s], *prev = NULL;
+            if (((h->sl_map[f] >> s) & 1) != (b != NULL))
+                return rg_check_fail(h, "heap: second-level bit %u.%u wrong (invariant 5)", f, s);
+            for (; b != NULL; prev = b, b = b->next_free, ++*nlisted)
+                if (b->prev_free != prev || !(b->size & RG_HB_FREE))
+                    return rg_check_fail(b, "heap: list %u.%u broken at %p (invariant 5)", f, s,
+                                         (void *)b);
+        }
+    }
+    return true;
+}
+
+int rg_heap_check(struct regal_arena *a)
+{
+    size_t nfree = 0, nlisted = 0;
+    for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next) {
+        uint8_t *p = (uint8_t *)c + HEAP_BEGIN, *end = (uint8_t *)c + HEAP_END;
+        bool prev_free = false;
+        while (p < end) {
+            struct rg_hblock *b = (struct rg_hblock *)p;
+            if (!block_is_valid(&a->heap, b, prev_free, &nfree))
+                return -1;
+            prev_free = (b->size & RG_HB_FREE) != 0;
+            p += bsize(b);
+        }
+        if (p != end) {
+            rg_check_fail(c, "heap chunk %p: blocks overrun the region (invariant 1)", (void *)c);
+            return -1;
+        }
+    }
+    if (!lists_are_valid(&a->heap, &nlisted))
+        return -1;
+    if (nlisted != nfree) {
+        rg_check_fail(a, "heap: %zu listed blocks, %zu free blocks (invariant 5)", nlisted, nfree);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,191 @@
+/*
+ * Large blocks.  Each is a mapping whose first chunk-aligned byte holds a
+ * struct rg_large; the user pointer follows at the requested alignment (for
+ * alignments above a chunk, exactly one chunk after the header, see
+ * rg_chunk_of).
+ *
+ * Invariants:
+ *  1. A live block is on the arena's large list with live == 1; a cached one
+ *     on the cache list with live == 0; both count their map_size in the
+ *     arena's mapped bytes.
+ *  2. cache_count <= CACHE_COUNT and cache_bytes <= CACHE_BYTES.
+ *
+ * Everything here runs under the arena's lock.
+ */
+#include "large.h"
+
+#include <errno.h>
+
+#include "arena.h"
+#include "os.h"
+
+#define CACHE_COUNT 8
+#define CACHE_BYTES ((size_t)32 << 20)
+
+static struct rg_large *lg(struct rg_chunk *c)
+{
+    return (struct rg_large *)c;
+}
+
+static size_t user_offset(size_t align)
+{
+    if (align > RG_CHUNK_SIZE)
+        return RG_CHUNK_SIZE;
+    return rg_align_up(sizeof(struct rg_large), align < RG_ALIGN ? RG_ALIGN : align);
+}
+
+static size_t map_size_for(size_t size, size_t align)
+{
+    return rg_align_up(user_offset(align) + size, rg_os_page_size());
+}
+
+static void list_push(struct rg_chunk **head, struct rg_chunk *c)
+{
+    c->prev = NULL;
+    c->next = *head;
+    if (*head)
+        (*head)->prev = c;
+    *head = c;
+}
+
+static void list_remove(struct rg_chunk **head, struct rg_chunk *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+}
+
+/* A cached mapping of at least need bytes and at most twice that. */
+static struct rg_chunk *cache_take(struct regal_arena *a, size_t need)
+{
+    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next) {
+        if (c->map_size >= need && c->map_size / 2 <= need) {
+            list_remove(&a->large_cache, c);
+            a->large_cache_count--;
+            a->large_cache_bytes -= c->map_size;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
+{
+    size_t need = map_size_for(size, align);
+    if (need < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct rg_chunk *c = align <= RG_CHUNK_SIZE ? cache_take(a, need) : NULL;
+    if (c == NULL) {
+        if (!rg_arena_commit_bytes(a, need)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        c = align <= RG_CHUNK_SIZE ? rg_chunk_map(need, RG_CHUNK_SIZE, 0)
+                                   : rg_chunk_map(need, align, RG_CHUNK_SIZE);
+        if (c == NULL) {
+            rg_arena_uncommit(a, need);
+            errno = ENOMEM;
+            return NULL;
+        }
+        c->magic = RG_CHUNK_MAGIC;
+        c->kind = RG_CHUNK_LARGE;
+        c->arena = a;
+    }
+    lg(c)->ptr = (uint8_t *)c + user_offset(align);
+    lg(c)->live = 1;
+    list_push(&a->large, c);
+    return lg(c)->ptr;
+}
+
+enum rg_large_status rg_large_status(struct rg_chunk *c, const void *p)
+{
+    if (lg(c)->ptr != p)
+        return RG_LARGE_BOGUS;
+    return lg(c)->live ? RG_LARGE_LIVE : RG_LARGE_DEAD;
+}
+
+size_t rg_large_usable(struct rg_chunk *c)
+{
+    return (size_t)((uint8_t *)c + c->map_size - lg(c)->ptr);
+}
+
+static void release(struct regal_arena *a, struct rg_chunk *c)
+{
+    rg_arena_uncommit(a, c->map_size);
+    rg_chunk_unmap(c);
+}
+
+void rg_large_free(struct regal_arena *a, struct rg_chunk *c)
+{
+    list_remove(&a->large, c);
+    lg(c)->live = 0;
+    bool fits = a->large_cache_count < CACHE_COUNT &&
+                a->large_cache_bytes + c->map_size <= CACHE_BYTES &&
+                (size_t)(lg(c)->ptr - (uint8_t *)c) < RG_CHUNK_SIZE;
+    if (!fits) {
+        release(a, c);
+        return;
+    }
+    list_push(&a->large_cache, c);
+    a->large_cache_count++;
+    a->large_cache_bytes += c->map_size;
+}
+
+bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size)
+{
+    size_t offset = (size_t)(lg(c)->ptr - (uint8_t *)c);
+    size_t need = rg_align_up(offset + size, rg_os_page_size());
+    if (need < size)
+        return false;
+    if (need <= c->map_size) {
+        /* Shrinking by half or more gives the tail back. */
+        if (need <= c->map_size / 2) {
+            rg_os_unmap((uint8_t *)c + need, c->map_size - need);
+            rg_arena_uncommit(a, c->map_size - need);
+            c->map_size = need;
+        }
+        return true;
+    }
+    if (!rg_arena_commit_bytes(a, need - c->map_size))
+        return false;
+    if (!rg_os_grow(c, c->map_size, need)) {
+        rg_arena_uncommit(a, need - c->map_size);
+        return false;
+    }
+    c->map_size = need;
+    return true;
+}
+
+size_t rg_large_flush_cache(struct regal_arena *a)
+{
+    size_t released = a->large_cache_bytes;
+    while (a->large_cache != NULL) {
+        struct rg_chunk *c = a->large_cache;
+        a->large_cache = c->next;
+        release(a, c);
+    }
+    a->large_cache_count = 0;
+    a->large_cache_bytes = 0;
+    return released;
+}
+
+void rg_large_reset(struct regal_arena *a)
+{
+    while (a->large != NULL)
+        rg_large_free(a, a->large);
+}
+
+void rg_large_destroy(struct regal_arena *a)
+{
+    while (a->large != NULL) {
+        struct rg_chunk *c = a->large;
+        a->large = c->next;
+        release(a, c);
+    }
+    rg_large_flush_cache(a);
+}

@@ -1,0 +1,31 @@
+/* Large blocks: one mapping each, headed by a chunk header; a small per-arena
+ * cache of freed mappings for reuse. */
+#ifndef RG_LARGE_H
+#define RG_LARGE_H
+
+#include "chunk.h"
+
+struct rg_large {
+    struct rg_chunk base; /* kind RG_CHUNK_LARGE; map_size = bytes mapped */
+    uint8_t *ptr;         /* the user pointer */
+    uint32_t live;        /* 0 while cached */
+};
+
+struct regal_arena;
+
+void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align);
+/* What p is in large chunk c. */
+enum rg_large_status { RG_LARGE_LIVE, RG_LARGE_DEAD, RG_LARGE_BOGUS };
+enum rg_large_status rg_large_status(struct rg_chunk *c, const void *p);
+size_t rg_large_usable(struct rg_chunk *c);
+void rg_large_free(struct regal_arena *a, struct rg_chunk *c);
+/* Resizes in place (shrinking gives pages back); false if it cannot. */
+bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size);
+/* Releases every cached mapping; bytes released. */
+size_t rg_large_flush_cache(struct regal_arena *a);
+/* Arena reset: every live block is freed. */
+void rg_large_reset(struct regal_arena *a);
+/* Arena destroy: everything unmapped. */
+void rg_large_destroy(struct regal_arena *a);
+
+#endif

@@ -1,0 +1,19 @@
+/* REGAL_OPTIONS: comma-separated name or name=value, read once. */
+#ifndef RG_OPTIONS_H
+#define RG_OPTIONS_H
+
+#include "common.h"
+
+struct rg_options {
+    bool abort_on_error; /* abort after reporting a user error */
+    bool stats;          /* print the default arena's statistics at exit */
+    bool stats_json;     /* ... as JSON (stats=json) */
+    bool debug;          /* the default arena is a debug arena */
+    bool verbose;        /* say what was configured */
+};
+
+/* Parses REGAL_OPTIONS the first time; cheap afterwards.  Never allocates. */
+void rg_options_init(void);
+const struct rg_options *rg_options(void);
+
+#endif

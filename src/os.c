@@ -1,0 +1,72 @@
+/*
+ * OS memory.  Everything comes from anonymous private mappings; no call here
+ * allocates or takes a lock, so the file is safe from the first malloc of a
+ * process on.
+ */
+#include "os.h"
+
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+size_t rg_os_page_size(void)
+{
+    static size_t page;
+    if (RG_UNLIKELY(page == 0))
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+static void *map(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *rg_os_map_aligned(size_t size, size_t align, size_t offset)
+{
+    size_t total = size + align;
+    if (total < size)
+        return NULL;
+    /* Over-map by the alignment and cut the ends off: two munmaps at most. */
+    uint8_t *raw = map(total);
+    if (raw == NULL)
+        return NULL;
+    uint8_t *p = (uint8_t *)rg_align_up((uintptr_t)raw + offset, align) - offset;
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    size_t tail = (size_t)(raw + total - (p + size));
+    if (tail > 0)
+        munmap(p + size, tail);
+    return p;
+}
+
+void rg_os_unmap(void *p, size_t size)
+{
+    munmap(p, size);
+}
+
+void rg_os_decommit(void *p, size_t size)
+{
+    madvise(p, size, MADV_DONTNEED);
+}
+
+bool rg_os_grow(void *p, size_t old_size, size_t new_size)
+{
+    return mremap(p, old_size, new_size, 0) != MAP_FAILED;
+}
+
+uint64_t rg_os_secret(void)
+{
+    static uint64_t secret;
+    if (RG_UNLIKELY(secret == 0)) {
+        uint64_t s = 0x9e3779b97f4a7c15ull;
+        const uint8_t *r = (const uint8_t *)getauxval(AT_RANDOM);
+        if (r != NULL)
+            memcpy(&s, r, sizeof s);
+        secret = s | 1;
+    }
+    return secret;
+}

@@ -1,0 +1,22 @@
+/* The only system calls of the engine: mapping, unmapping, decommitting. */
+#ifndef RG_OS_H
+#define RG_OS_H
+
+#include "common.h"
+
+/* Maps size bytes (a multiple of the OS page) at an address p such that
+ * p + offset is a multiple of align (a power of two >= the OS page; offset a
+ * multiple of the OS page).  NULL on failure. */
+void *rg_os_map_aligned(size_t size, size_t align, size_t offset);
+void rg_os_unmap(void *p, size_t size);
+/* Gives the pages back to the OS; they read as zero afterwards. */
+void rg_os_decommit(void *p, size_t size);
+/* Grows a mapping in place; false if the address space after it is taken. */
+bool rg_os_grow(void *p, size_t old_size, size_t new_size);
+size_t rg_os_page_size(void);
+
+/* 64 random bits chosen by the kernel at exec (AT_RANDOM): no syscall, no
+ * allocation.  Keys for header checks and link encoding. */
+uint64_t rg_os_secret(void);
+
+#endif

@@ -1,0 +1,172 @@
+/*
+ * Pages of equal slots, and the size classes that map request sizes to them.
+ *
+ * A RG_CHUNK_PAGES chunk is page 0 (the chunk header, the arena of a home
+ * chunk, the page descriptors) followed by 63 data pages of RG_PAGE_SIZE.
+ * A span is one or more consecutive data pages holding slots of one size;
+ * its first page's descriptor (the head) describes it, the others are tails
+ * that point back to it.
+ */
+#ifndef RG_PAGE_H
+#define RG_PAGE_H
+
+#include "chunk.h"
+
+__extension__ typedef unsigned __int128 rg_u128;
+
+/* Size classes: 16-byte steps up to 128, then four classes per power of two
+ * up to RG_SMALL_MAX.  Worst internal waste: under 25% above 64 bytes (a
+ * request just above a class boundary b gets b + b/4 or b + b/8 ...), and
+ * under 16 bytes below (the alignment quantum). */
+#define RG_CLASS_COUNT 32
+#define RG_SMALL_MAX   8192
+
+/* Slots per span are capped so that the live-slot bitmap stays 512 bytes. */
+#define RG_PAGE_MAX_SLOTS 4096
+#define RG_DATA_PAGE0     1 /* page 0 of a pages chunk is metadata */
+
+enum rg_page_state { RG_PAGE_FREE = 0, RG_PAGE_HEAD, RG_PAGE_TAIL };
+enum rg_page_kind { RG_PAGE_CLASS = 0, RG_PAGE_POOL, RG_PAGE_META };
+
+struct rg_pageq;
+
+struct rg_page {
+    void *free;           /* free slots, linked through their first word */
+    uint8_t *start;       /* first slot of the span */
+    uint64_t recip;       /* ceil(2^64 / slot_size): slot index by a multiply */
+    uint32_t slot_size;   /* bytes per slot, a multiple of the pool alignment */
+    uint32_t capacity;    /* slots in the span */
+    uint32_t carved;      /* slots [0, carved) have been put on the free list */
+    uint32_t used;        /* live slots == popcount(live) */
+    struct rg_page *next; /* in the queue's avail or full list, or a free span list */
+    struct rg_page *prev;
+    struct rg_pageq *queue;                /* the queue that owns the span */
+    uint8_t state;                         /* enum rg_page_state */
+    uint8_t kind;                          /* enum rg_page_kind */
+    uint8_t span;                          /* pages in the span (heads and free spans) */
+    uint8_t head;                          /* tails: index of the head page */
+    uint8_t in_full;                       /* on the queue's full list */
+    uint64_t live[RG_PAGE_MAX_SLOTS / 64]; /* bit i set <=> slot i is allocated */
+};
+
+/* The pages of one slot size: a size class of an arena, a pool, or the
+ * arena's internal objects. */
+struct rg_pageq {
+    struct rg_page *avail; /* spans with free or uncarved slots; the first one serves */
+    struct rg_page *full;  /* spans with every slot live */
+    uint32_t slot_size;
+    uint8_t kind;       /* enum rg_page_kind of its spans */
+    uint8_t span_pages; /* pages per span */
+};
+
+/* Header of a pages chunk. */
+struct rg_pages_chunk {
+    struct rg_chunk base;
+    uint32_t top;               /* first data page never handed out since reset */
+    uint32_t spans_live;        /* spans handed out and not returned */
+    struct rg_page *free_spans; /* returned spans, first-fit */
+};
+
+#define RG_DESC_OFFSET ((size_t)16384) /* descriptors after the header and home arena */
+
+RG_INLINE struct rg_page *rg_page_desc(struct rg_chunk *c, unsigned i)
+{
+    return (struct rg_page *)((uint8_t *)c + RG_DESC_OFFSET) + i;
+}
+
+/* Bytes of page 0 that metadata uses. */
+#define RG_PAGES_META (RG_DESC_OFFSET + RG_PAGES_PER_CHUNK * sizeof(struct rg_page))
+static_assert(RG_PAGES_META <= RG_PAGE_SIZE, "page descriptors fit in page 0");
+
+/* ---- size classes ---- */
+
+extern const uint32_t rg_class_size[RG_CLASS_COUNT];
+
+/* The class of a request of size bytes (size <= RG_SMALL_MAX). */
+RG_INLINE unsigned rg_size_class(size_t size)
+{
+    if (size <= 128)
+        return size == 0 ? 0 : (unsigned)((size - 1) >> 4);
+    unsigned b = rg_log2(size - 1); /* size - 1 in [2^b, 2^(b+1)) */
+    return 8 + (b - 7) * 4 + (unsigned)(((size - 1) >> (b - 2)) & 3);
+}
+
+/* ---- slots ---- */
+
+RG_INLINE uint32_t rg_slot_index(const struct rg_page *pg, const void *p)
+{
+    return (uint32_t)(((rg_u128)((const uint8_t *)p - pg->start) * pg->recip) >> 64);
+}
+
+RG_INLINE void rg_bit_set(uint64_t *bits, uint32_t i)
+{
+    bits[i / 64] |= 1ull << (i % 64);
+}
+
+RG_INLINE void rg_bit_clear(uint64_t *bits, uint32_t i)
+{
+    bits[i / 64] &= ~(1ull << (i % 64));
+}
+
+RG_INLINE bool rg_bit_test(const uint64_t *bits, uint32_t i)
+{
+    return (bits[i / 64] >> (i % 64)) & 1;
+}
+
+/* The free-list link in a free slot.  Pool slots may be as little as
+ * 4-byte aligned, so links are copied, not dereferenced (one mov on x86). */
+RG_INLINE void *rg_link_get(const void *slot)
+{
+    void *next;
+    __builtin_memcpy(&next, slot, sizeof next);
+    return next;
+}
+
+RG_INLINE void rg_link_set(void *slot, void *next)
+{
+    __builtin_memcpy(slot, &next, sizeof next);
+}
+
+struct regal_arena;
+
+void *rg_page_alloc_slow(struct regal_arena *a, struct rg_pageq *q);
+
+/* A slot of q; NULL (errno ENOMEM) when no memory or the limit is reached. */
+RG_INLINE void *rg_page_alloc(struct regal_arena *a, struct rg_pageq *q)
+{
+    struct rg_page *pg = q->avail;
+    if (RG_LIKELY(pg != NULL && pg->free != NULL)) {
+        void *p = pg->free;
+        pg->free = rg_link_get(p);
+        pg->used++;
+        rg_bit_set(pg->live, rg_slot_index(pg, p));
+        return p;
+    }
+    return rg_page_alloc_slow(a, q);
+}
+
+/* The span head of a pointer into a pages chunk, or NULL if the address is
+ * not inside a live span's slot area. */
+struct rg_page *rg_page_of(struct rg_chunk *c, const void *p);
+
+/* What a pointer into a live span is. */
+enum rg_slot_status { RG_SLOT_LIVE, RG_SLOT_FREE, RG_SLOT_INTERIOR };
+enum rg_slot_status rg_slot_status(const struct rg_page *pg, const void *p);
+
+/* Frees live slot p of pg (checked with rg_slot_status first). */
+void rg_page_free(struct regal_arena *a, struct rg_page *pg, void *p);
+
+void rg_pageq_init(struct rg_pageq *q, uint32_t slot_size, enum rg_page_kind kind);
+/* Returns every span of q to its chunk. */
+void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q);
+
+/* Forget every span of a pages chunk (arena reset): O(1). */
+void rg_pages_chunk_reset(struct rg_chunk *c);
+void rg_pages_chunk_init(struct rg_chunk *c);
+/* Gives the free spans of c back to the OS; bytes released. */
+size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c);
+/* Checks the invariants of a live span; false (and a report) on the first
+ * violation. */
+bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg);
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * Fixed-size pools.  A pool is a page queue of the arena with a slot size of
+ * its own; the pool object itself is a slot of the arena's meta queue, so
+ * arena reset and destroy take pools away with everything else.
+ */
+#include "pool.h"
+
+#include <errno.h>
+
+#include "arena.h"
+#include "error.h"
+#include "stats.h"
+
+static bool pool_is_live(regal_pool *p, const char *what)
+{
+    if (p != NULL && p->magic == RG_POOL_MAGIC)
+        return true;
+    rg_report(REGAL_ERR_INVALID_FREE, p, NULL, "%s on %p, which is not a live pool", what,
+              (void *)p);
+    return false;
+}
+
+regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignment)
+{
+    if (alignment == 0)
+        alignment = RG_ALIGN;
+    if (a == NULL || object_size == 0 || object_size > REGAL_POOL_MAX_OBJECT ||
+        !rg_is_pow2(alignment) || alignment > RG_PAGE_SIZE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* Slots hold a free-list link when free, and keep every object aligned. */
+    size_t slot = rg_align_up(object_size, alignment);
+    if (slot < sizeof(void *))
+        slot = rg_align_up(sizeof(void *), alignment);
+    rg_arena_lock(a);
+    regal_pool *p = rg_page_alloc(a, &a->meta);
+    if (p != NULL) {
+        p->magic = RG_POOL_MAGIC;
+        p->arena = a;
+        p->object_size = object_size;
+        rg_pageq_init(&p->q, (uint32_t)slot, RG_PAGE_POOL);
+        p->prev = NULL;
+        p->next = a->pools;
+        if (a->pools)
+            a->pools->prev = p;
+        a->pools = p;
+    }
+    rg_arena_unlock(a);
+    return p;
+}
+
+void *regal_pool_alloc(regal_pool *p)
+{
+    if (!pool_is_live(p, "regal_pool_alloc")) {
+        errno = EINVAL;
+        return NULL;
+    }
+    regal_arena *a = p->arena;
+    rg_arena_lock(a);
+    void *obj = rg_page_alloc(a, &p->q);
+    if (obj != NULL)
+        rg_stats_alloc(a, p->q.slot_size, p->object_size);
+    rg_arena_unlock(a);
+    return obj;
+}
+
+void regal_pool_free(regal_pool *p, void *obj)
+{
+    if (obj == NULL || !pool_is_live(p, "regal_pool_free"))
+        return;
+    regal_arena *a = p->arena;
+    struct rg_chunk *c;
+    struct rg_ref ref;
+    enum rg_ref_status st = RG_REF_FOREIGN;
+    rg_arena_lock(a);
+    if (rg_owner(obj, &c) == a) {
+        st = rg_ref_resolve(c, obj, &ref);
+        if (st == RG_REF_LIVE && ref.page->queue == &p->q) {
+            rg_page_free(a, ref.page, obj);
+            rg_stats_free(a, p->q.slot_size);
+            rg_arena_unlock(a);
+            return;
+        }
+    }
+    rg_arena_unlock(a);
+    if (st == RG_REF_DEAD && ref.page->queue == &p->q)
+        rg_report(REGAL_ERR_DOUBLE_FREE, obj, a, "double free of %p (pool object of %zu bytes)",
+                  obj, p->object_size);
+    else
+        rg_report(REGAL_ERR_INVALID_FREE, obj, a, "regal_pool_free of %p: not an object of pool %p",
+                  obj, (void *)p);
+}
+
+/* Drops every object of p; the caller holds the lock. */
+static void pool_release(regal_pool *p)
+{
+    regal_arena *a = p->arena;
+    size_t live = 0;
+    for (struct rg_page *pg = p->q.avail; pg != NULL; pg = pg->next)
+        live += pg->used;
+    for (struct rg_page *pg = p->q.full; pg != NULL; pg = pg->next)
+        live += pg->used;
+    rg_stats_free_many(a, live, live * p->q.slot_size);
+    rg_pageq_release(a, &p->q);
+}
+
+void regal_pool_reset(regal_pool *p)
+{
+    if (!pool_is_live(p, "regal_pool_reset"))
+        return;
+    rg_arena_lock(p->arena);
+    pool_release(p);
+    rg_arena_unlock(p->arena);
+}
+
+void regal_pool_destroy(regal_pool *p)
+{
+    if (p == NULL || !pool_is_live(p, "regal_pool_destroy"))
+        return;
+    regal_arena *a = p->arena;
+    rg_arena_lock(a);
+    pool_release(p);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        a->pools = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->magic = 0;
+    rg_page_free(a, rg_page_of(rg_chunk_of(p), p), p);
+    rg_arena_unlock(a);
+}

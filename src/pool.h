@@ -1,0 +1,18 @@
+/* regal_pool: the page machinery dedicated to one user-chosen object size. */
+#ifndef RG_POOL_H
+#define RG_POOL_H
+
+#include "page.h"
+
+#define RG_POOL_MAGIC 0x706f6f6cu /* "pool" */
+
+struct regal_pool {
+    uint32_t magic;            /* RG_POOL_MAGIC while alive */
+    struct regal_arena *arena; /* owner */
+    size_t object_size;        /* as asked; slots are q.slot_size */
+    struct rg_pageq q;
+    struct regal_pool *next; /* the arena's live pools */
+    struct regal_pool *prev;
+};
+
+#endif

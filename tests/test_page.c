@@ -1,0 +1,60 @@
+/* Unit tests of src/page.c: size classes and slot arithmetic. */
+#include <criterion/criterion.h>
+
+#include "page.h"
+
+Test(page, size_class_is_the_smallest_class_that_fits)
+{
+    for (size_t n = 0; n <= RG_SMALL_MAX; n++) {
+        unsigned c = rg_size_class(n);
+        cr_assert_lt(c, RG_CLASS_COUNT, "size %zu", n);
+        cr_assert_geq(rg_class_size[c], n, "size %zu -> class %u", n, c);
+        if (c > 0)
+            cr_assert_lt(rg_class_size[c - 1], n, "size %zu -> class %u not smallest", n, c);
+    }
+}
+
+Test(page, classes_grow_and_stay_16_aligned)
+{
+    for (unsigned c = 0; c < RG_CLASS_COUNT; c++) {
+        cr_assert_eq(rg_class_size[c] % 16, 0);
+        if (c > 0)
+            cr_assert_gt(rg_class_size[c], rg_class_size[c - 1]);
+    }
+    cr_assert_eq(rg_class_size[RG_CLASS_COUNT - 1], RG_SMALL_MAX);
+}
+
+Test(page, waste_is_under_a_quarter_above_64_bytes)
+{
+    for (size_t n = 65; n <= RG_SMALL_MAX; n++) {
+        size_t u = rg_class_size[rg_size_class(n)];
+        cr_assert_lt((u - n) * 4, u, "size %zu wastes %zu of %zu", n, u - n, u);
+    }
+    for (size_t n = 1; n <= 64; n++)
+        cr_assert_lt(rg_class_size[rg_size_class(n)] - n, 16u);
+}
+
+/* The multiply-shift slot index must equal the true quotient for every
+ * offset a span can hold, for every slot size a class or pool can have. */
+static void check_slot_index(uint32_t slot, size_t span_bytes)
+{
+    struct rg_page pg = {.start = (uint8_t *)(uintptr_t)RG_PAGE_SIZE, .slot_size = slot};
+    pg.recip = UINT64_MAX / slot + 1;
+    for (size_t off = 0; off < span_bytes; off += (off % slot == 0 ? 1 : slot - 1)) {
+        uint32_t i = rg_slot_index(&pg, pg.start + off);
+        cr_assert_eq(i, off / slot, "slot %u offset %zu", slot, off);
+    }
+}
+
+Test(page, slot_index_is_exact_for_every_class)
+{
+    for (unsigned c = 0; c < RG_CLASS_COUNT; c++)
+        check_slot_index(rg_class_size[c], RG_PAGE_SIZE);
+}
+
+Test(page, slot_index_is_exact_for_odd_pool_slots)
+{
+    uint32_t slots[] = {8, 9, 12, 24, 100, 1000, 4097, 65535, 100003, 1u << 20};
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+        check_slot_index(slots[i], (size_t)63 << RG_PAGE_SHIFT);
+}
