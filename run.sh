@@ -77,20 +77,29 @@ cmd_demo() {
     done
 }
 
+total_pass=0
+total_fail=0
+
+# count DIR [meson test options...]: runs the suites and adds up the counts.
+count() {
+    local log counts
+    log=$(mktemp)
+    run_suites "$@" | tee "$log"
+    counts=$(tail -n 1 "$log")
+    rm -f "$log"
+    total_pass=$((total_pass + ${counts% *}))
+    total_fail=$((total_fail + ${counts#* }))
+}
+
 cmd_test() {
     install_missing
-    local total_pass=0 total_fail=0 counts
     build build
-    counts=$(run_suites build | tee /dev/stderr | tail -n 1)
-    total_pass=$((total_pass + ${counts% *}))
-    total_fail=$((total_fail + ${counts#* }))
-    # The library under ASan+UBSan (the shim cannot run under ASan: ASan
-    # replaces malloc itself, so only library suites run here).
+    count build
+    # The library under ASan+UBSan.  The shim cannot run under ASan (ASan
+    # replaces malloc itself), so only the library's suites run there.
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dshim=false
-    counts=$(ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        run_suites build-asan --suite api --suite unit --suite examples | tee /dev/stderr | tail -n 1)
-    total_pass=$((total_pass + ${counts% *}))
-    total_fail=$((total_fail + ${counts#* }))
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        count build-asan --suite api --suite unit --suite examples
     echo "$total_pass passed, $total_fail failed"
     [ "$total_fail" -eq 0 ]
 }

@@ -277,7 +277,7 @@ static uint64_t run_medium(regal_arena *a, int frame, struct tally *t)
         t->bytes += size;
 
         for (size_t w = 0; w < words; w++)
-            buf[w] += (uint64_t)frame * w + i;
+            buf[w] = (uint64_t)frame * w + i;
         uint64_t sum = 0;
         for (size_t w = 0; w < words; w++)
             sum += buf[w] ^ (w << 7);

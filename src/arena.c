@@ -9,7 +9,7 @@
  *
  * Invariants:
  *  1. mapped == sum over chunks of their committed granules * RG_GRANULE
- *     + sum over large mappings (live and cached) of map_size.
+ *     + sum over large mappings (live and cached) of rg_large_committed.
  *  2. limit == 0 or mapped <= limit.
  *  3. Every chunk on pages/heaps/large lists has arena == this arena.
  *
@@ -134,6 +134,65 @@ size_t rg_arena_remove_chunk(regal_arena *a, struct rg_chunk *c)
     return bytes;
 }
 
+/* ---- the registry of live arenas, and fork ---- */
+
+/* fork() in a threaded program: every arena lock (and the chunk cache's)
+ * is taken before the fork, in registry order, and released in both parent
+ * and child afterwards, so the child never inherits a lock held by a thread
+ * that does not exist there. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static regal_arena *registry;
+
+static void registry_add(regal_arena *a)
+{
+    pthread_mutex_lock(&registry_lock);
+    a->prev_arena = NULL;
+    a->next_arena = registry;
+    if (registry)
+        registry->prev_arena = a;
+    registry = a;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(regal_arena *a)
+{
+    pthread_mutex_lock(&registry_lock);
+    if (a->prev_arena)
+        a->prev_arena->next_arena = a->next_arena;
+    else
+        registry = a->next_arena;
+    if (a->next_arena)
+        a->next_arena->prev_arena = a->prev_arena;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (regal_arena *a = registry; a != NULL; a = a->next_arena)
+        rg_arena_lock(a);
+    rg_chunk_fork_prepare();
+}
+
+static void fork_release(void)
+{
+    rg_chunk_fork_release();
+    for (regal_arena *a = registry; a != NULL; a = a->next_arena)
+        rg_arena_unlock(a);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Registered on first use, with no lock held: pthread_atfork may allocate,
+ * which re-enters regal (and finds the handlers already claimed). */
+static void register_fork_handlers(void)
+{
+    static int claimed;
+    if (__atomic_load_n(&claimed, __ATOMIC_RELAXED) ||
+        __atomic_exchange_n(&claimed, 1, __ATOMIC_ACQ_REL))
+        return;
+    pthread_atfork(fork_prepare, fork_release, fork_release);
+}
+
 /* ---- lifetime ---- */
 
 static void init_queues(regal_arena *a)
@@ -165,6 +224,7 @@ static regal_arena *arena_new(const regal_arena_config *cfg)
     a->pages = home;
     a->mapped = chunk_meta_bytes(RG_CHUNK_PAGES);
     init_queues(a);
+    registry_add(a);
     return a;
 }
 
@@ -179,7 +239,9 @@ regal_arena *regal_arena_create(const regal_arena_config *cfg)
         errno = ENOMEM; /* not even the arena's own page fits */
         return NULL;
     }
-    return arena_new(cfg);
+    regal_arena *a = arena_new(cfg);
+    register_fork_handlers();
+    return a;
 }
 
 static bool arena_is_valid_handle(regal_arena *a, const char *what)
@@ -210,6 +272,7 @@ void regal_arena_destroy(regal_arena *a)
         rg_report(REGAL_ERR_INVALID_FREE, a, a, "the default arena cannot be destroyed");
         return;
     }
+    registry_remove(a);
     release_chunks(a);
     pthread_mutex_destroy(&a->lock);
     a->magic = 0;
@@ -247,6 +310,7 @@ regal_arena *regal_default_arena(void)
     if (RG_UNLIKELY(default_arena == NULL)) {
         rg_options_init();
         pthread_once(&default_once, default_init);
+        register_fork_handlers();
     }
     return default_arena;
 }

@@ -36,6 +36,8 @@ struct regal_arena {
     struct regal_pool *pools; /* live pools */
     struct rg_heap heap;
     struct rg_counters st;
+    struct regal_arena *next_arena; /* every live arena, for fork (arena.c) */
+    struct regal_arena *prev_arena;
 };
 
 #define RG_ARENA_OFFSET ((size_t)256) /* in the home chunk, after its header */

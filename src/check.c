@@ -78,7 +78,7 @@ static bool large_is_valid(regal_arena *a, struct rg_chunk *list, uint32_t live,
         if (c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_LARGE || c->arena != a ||
             l->live != live)
             return rg_check_fail(c, "large block %p: bad header (large.c invariant 1)", (void *)c);
-        *mapped += c->map_size;
+        *mapped += rg_large_committed(c);
     }
     return true;
 }

@@ -167,3 +167,13 @@ void rg_chunk_free(struct rg_chunk *c)
     if (!kept)
         rg_chunk_unmap(c);
 }
+
+void rg_chunk_fork_prepare(void)
+{
+    pthread_mutex_lock(&cache_lock);
+}
+
+void rg_chunk_fork_release(void)
+{
+    pthread_mutex_unlock(&cache_lock);
+}

@@ -54,6 +54,10 @@ void rg_chunk_free(struct rg_chunk *c);
  * regal's and returns c with map_size set (the rest of the header is zero).
  * Used directly for large blocks.  NULL when the OS refuses. */
 struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset);
+/* fork(): the chunk cache's lock is taken before and released after. */
+void rg_chunk_fork_prepare(void);
+void rg_chunk_fork_release(void);
+
 /* Unmaps a chunk from rg_chunk_map (or rg_chunk_alloc) for good. */
 void rg_chunk_unmap(struct rg_chunk *c);
 

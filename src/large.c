@@ -6,8 +6,10 @@
  *
  * Invariants:
  *  1. A live block is on the arena's large list with live == 1; a cached one
- *     on the cache list with live == 0; both count their map_size in the
- *     arena's mapped bytes.
+ *     on the cache list with live == 0; both count rg_large_committed() in
+ *     the arena's mapped bytes: the mapping less the pages between the
+ *     header and the user pointer that an over-aligned block never touches.
+ *  3. Cached mappings have no such gap.
  *  2. cache_count <= CACHE_COUNT and cache_bytes <= CACHE_BYTES.
  *
  * Everything here runs under the arena's lock.
@@ -37,6 +39,18 @@ static size_t user_offset(size_t align)
 static size_t map_size_for(size_t size, size_t align)
 {
     return rg_align_up(user_offset(align) + size, rg_os_page_size());
+}
+
+/* Bytes between the header's page and the user pointer's page. */
+static size_t untouched(size_t offset)
+{
+    size_t page = rg_os_page_size(), down = offset & ~(page - 1);
+    return down > page ? down - page : 0;
+}
+
+size_t rg_large_committed(const struct rg_chunk *c)
+{
+    return c->map_size - untouched((size_t)(lg((struct rg_chunk *)c)->ptr - (uint8_t *)c));
 }
 
 static void list_push(struct rg_chunk **head, struct rg_chunk *c)
@@ -79,16 +93,17 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
         errno = ENOMEM;
         return NULL;
     }
-    struct rg_chunk *c = align <= RG_CHUNK_SIZE ? cache_take(a, need) : NULL;
+    size_t gap = untouched(user_offset(align));
+    struct rg_chunk *c = gap == 0 ? cache_take(a, need) : NULL;
     if (c == NULL) {
-        if (!rg_arena_commit_bytes(a, need)) {
+        if (!rg_arena_commit_bytes(a, need - gap)) {
             errno = ENOMEM;
             return NULL;
         }
         c = align <= RG_CHUNK_SIZE ? rg_chunk_map(need, RG_CHUNK_SIZE, 0)
                                    : rg_chunk_map(need, align, RG_CHUNK_SIZE);
         if (c == NULL) {
-            rg_arena_uncommit(a, need);
+            rg_arena_uncommit(a, need - gap);
             errno = ENOMEM;
             return NULL;
         }
@@ -116,7 +131,7 @@ size_t rg_large_usable(struct rg_chunk *c)
 
 static void release(struct regal_arena *a, struct rg_chunk *c)
 {
-    rg_arena_uncommit(a, c->map_size);
+    rg_arena_uncommit(a, rg_large_committed(c));
     rg_chunk_unmap(c);
 }
 
@@ -126,7 +141,7 @@ void rg_large_free(struct regal_arena *a, struct rg_chunk *c)
     lg(c)->live = 0;
     bool fits = a->large_cache_count < CACHE_COUNT &&
                 a->large_cache_bytes + c->map_size <= CACHE_BYTES &&
-                (size_t)(lg(c)->ptr - (uint8_t *)c) < RG_CHUNK_SIZE;
+                rg_large_committed(c) == c->map_size;
     if (!fits) {
         release(a, c);
         return;

@@ -18,6 +18,8 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align);
 enum rg_large_status { RG_LARGE_LIVE, RG_LARGE_DEAD, RG_LARGE_BOGUS };
 enum rg_large_status rg_large_status(struct rg_chunk *c, const void *p);
 size_t rg_large_usable(struct rg_chunk *c);
+/* Bytes of the mapping counted as committed (see large.c). */
+size_t rg_large_committed(const struct rg_chunk *c);
 void rg_large_free(struct regal_arena *a, struct rg_chunk *c);
 /* Resizes in place (shrinking gives pages back); false if it cannot. */
 bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size);

@@ -2,10 +2,14 @@
  * Statistics: the struct, a text table and JSON.  Per-class figures are
  * derived from the page queues when printed, so the fast paths only count
  * totals (stats.h).
+ *
+ * The printers copy what they show under the lock and print after
+ * releasing it: stdio may allocate (a stream's first buffer), which
+ * re-enters regal through the malloc shim.
  */
 #include "stats.h"
 
-#include <inttypes.h>
+#include <string.h>
 
 #include "heap.h"
 #include "large.h"
@@ -27,12 +31,26 @@ void regal_arena_stats(regal_arena *a, regal_stats *out)
 }
 
 struct queue_figures {
-    size_t spans, pages, used, capacity;
+    size_t size, spans, pages, used, capacity;
 };
 
-static struct queue_figures queue_figures(const struct rg_pageq *q)
+#define SNAP_POOLS 64
+
+struct snapshot {
+    regal_stats s;
+    char name[RG_NAME_MAX];
+    unsigned flags;
+    size_t limit;
+    struct queue_figures classes[RG_CLASS_COUNT];
+    struct queue_figures pools[SNAP_POOLS];
+    size_t npools, pools_left_out;
+    size_t heap_chunks, free_runs, free_bytes;
+    size_t large, large_bytes, cached, cached_bytes;
+};
+
+static struct queue_figures queue_figures(const struct rg_pageq *q, size_t size)
 {
-    struct queue_figures f = {0};
+    struct queue_figures f = {.size = size};
     const struct rg_page *lists[2] = {q->avail, q->full};
     for (int l = 0; l < 2; l++) {
         for (const struct rg_page *pg = lists[l]; pg != NULL; pg = pg->next) {
@@ -45,77 +63,93 @@ static struct queue_figures queue_figures(const struct rg_pageq *q)
     return f;
 }
 
-struct heap_figures {
-    size_t free_blocks, free_bytes, chunks;
-};
-
-static struct heap_figures heap_figures(const regal_arena *a)
-{
-    struct heap_figures f = {0};
-    for (const struct rg_chunk *c = a->heaps; c != NULL; c = c->next)
-        f.chunks++;
-    for (unsigned i = 0; i < RG_FL_COUNT; i++)
-        for (unsigned j = 0; j < RG_SL_COUNT; j++)
-            for (const struct rg_hblock *b = a->heap.heads[i][j]; b != NULL; b = b->next_free) {
-                f.free_blocks++;
-                f.free_bytes += b->size & ~RG_HB_FLAGS;
-            }
-    return f;
-}
-
 static size_t count_chunks(const struct rg_chunk *c, size_t *bytes)
 {
     size_t n = 0;
     for (; c != NULL; c = c->next, n++)
-        if (bytes)
-            *bytes += c->map_size;
+        *bytes += c->map_size;
     return n;
 }
 
-static void print_queue(FILE *out, const char *what, size_t size, const struct rg_pageq *q)
+static void snapshot_heap(const regal_arena *a, struct snapshot *snap)
 {
-    struct queue_figures f = queue_figures(q);
-    if (f.spans == 0)
-        return;
-    fprintf(out, "  %-6s %8zu %10zu %6zu %6.1f%%\n", what, size, f.used, f.pages,
-            f.capacity ? 100.0 * (double)f.used / (double)f.capacity : 0.0);
+    for (const struct rg_chunk *c = a->heaps; c != NULL; c = c->next)
+        snap->heap_chunks++;
+    for (unsigned i = 0; i < RG_FL_COUNT; i++)
+        for (unsigned j = 0; j < RG_SL_COUNT; j++)
+            for (const struct rg_hblock *b = a->heap.heads[i][j]; b != NULL; b = b->next_free) {
+                snap->free_runs++;
+                snap->free_bytes += b->size & ~RG_HB_FLAGS;
+            }
+}
+
+static void snapshot(regal_arena *a, struct snapshot *snap)
+{
+    memset(snap, 0, sizeof *snap);
+    regal_arena_stats(a, &snap->s);
+    rg_arena_lock(a);
+    memcpy(snap->name, a->name, sizeof snap->name);
+    snap->flags = a->flags;
+    snap->limit = a->limit;
+    for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
+        snap->classes[i] = queue_figures(&a->classes[i], rg_class_size[i]);
+    for (const regal_pool *p = a->pools; p != NULL; p = p->next) {
+        if (snap->npools < SNAP_POOLS)
+            snap->pools[snap->npools++] = queue_figures(&p->q, p->object_size);
+        else
+            snap->pools_left_out++;
+    }
+    snapshot_heap(a, snap);
+    snap->large = count_chunks(a->large, &snap->large_bytes);
+    snap->cached = count_chunks(a->large_cache, &snap->cached_bytes);
+    rg_arena_unlock(a);
+}
+
+static double fill(const struct queue_figures *f)
+{
+    return f->capacity ? 100.0 * (double)f->used / (double)f->capacity : 0.0;
+}
+
+static void print_queue(FILE *out, const char *what, const struct queue_figures *f)
+{
+    if (f->spans > 0)
+        fprintf(out, "  %-6s %8zu %10zu %6zu %6.1f%%\n", what, f->size, f->used, f->pages, fill(f));
 }
 
 void regal_arena_print_stats(regal_arena *a, FILE *out)
 {
-    regal_stats s;
-    regal_arena_stats(a, &s);
-    rg_arena_lock(a);
-    fprintf(out, "regal arena '%s'%s\n", a->name[0] ? a->name : "(unnamed)",
-            a->flags & REGAL_ARENA_SINGLE_THREAD ? " (single-thread)" : "");
+    struct snapshot snap;
+    snapshot(a, &snap);
+    const regal_stats *s = &snap.s;
+    fprintf(out, "regal arena '%s'%s\n", snap.name[0] ? snap.name : "(unnamed)",
+            snap.flags & REGAL_ARENA_SINGLE_THREAD ? " (single-thread)" : "");
     fprintf(out, "  %-6s %8s %10s %6s %7s\n", "kind", "size", "in use", "pages", "fill");
     for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
-        print_queue(out, "class", rg_class_size[i], &a->classes[i]);
-    for (const regal_pool *p = a->pools; p != NULL; p = p->next)
-        print_queue(out, "pool", p->object_size, &p->q);
-    struct heap_figures h = heap_figures(a);
-    size_t large_bytes = 0, cache_bytes = 0;
-    size_t large = count_chunks(a->large, &large_bytes);
-    size_t cached = count_chunks(a->large_cache, &cache_bytes);
-    fprintf(out, "  heap:  %zu chunks, %zu free runs, %zu bytes free, largest run %zu\n", h.chunks,
-            h.free_blocks, h.free_bytes, s.largest_free_run);
-    fprintf(out, "  large: %zu blocks (%zu bytes mapped), %zu cached (%zu bytes)\n", large,
-            large_bytes, cached, cache_bytes);
-    fprintf(out, "  total: in use %zu in %zu blocks, peak %zu, mapped %zu%s\n", s.in_use,
-            s.blocks_in_use, s.peak_in_use, s.mapped, a->limit ? "" : " (no limit)");
-    fprintf(out, "  calls: %zu allocs, %zu frees, %zu bytes requested\n", s.alloc_count,
-            s.free_count, s.requested_total);
-    rg_arena_unlock(a);
+        print_queue(out, "class", &snap.classes[i]);
+    for (size_t i = 0; i < snap.npools; i++)
+        print_queue(out, "pool", &snap.pools[i]);
+    if (snap.pools_left_out)
+        fprintf(out, "  (%zu more pools)\n", snap.pools_left_out);
+    fprintf(out, "  heap:  %zu chunks, %zu free runs, %zu bytes free, largest run %zu\n",
+            snap.heap_chunks, snap.free_runs, snap.free_bytes, s->largest_free_run);
+    fprintf(out, "  large: %zu blocks (%zu bytes mapped), %zu cached (%zu bytes)\n", snap.large,
+            snap.large_bytes, snap.cached, snap.cached_bytes);
+    fprintf(out, "  total: in use %zu in %zu blocks, peak %zu, mapped %zu", s->in_use,
+            s->blocks_in_use, s->peak_in_use, s->mapped);
+    if (snap.limit)
+        fprintf(out, " of limit %zu\n", snap.limit);
+    else
+        fprintf(out, " (no limit)\n");
+    fprintf(out, "  calls: %zu allocs, %zu frees, %zu bytes requested\n", s->alloc_count,
+            s->free_count, s->requested_total);
 }
 
-static void json_queue(FILE *out, const char *kind, size_t size, const struct rg_pageq *q,
-                       bool *first)
+static void json_queue(FILE *out, const char *kind, const struct queue_figures *f, bool *first)
 {
-    struct queue_figures f = queue_figures(q);
-    if (f.spans == 0)
+    if (f->spans == 0)
         return;
     fprintf(out, "%s{\"kind\":\"%s\",\"size\":%zu,\"in_use\":%zu,\"pages\":%zu,\"capacity\":%zu}",
-            *first ? "" : ",", kind, size, f.used, f.pages, f.capacity);
+            *first ? "" : ",", kind, f->size, f->used, f->pages, f->capacity);
     *first = false;
 }
 
@@ -135,31 +169,27 @@ static void json_string(FILE *out, const char *s)
 
 void regal_arena_print_stats_json(regal_arena *a, FILE *out)
 {
-    regal_stats s;
-    regal_arena_stats(a, &s);
-    rg_arena_lock(a);
+    struct snapshot snap;
+    snapshot(a, &snap);
+    const regal_stats *s = &snap.s;
     fputs("{\"name\":", out);
-    json_string(out, a->name);
+    json_string(out, snap.name);
     fprintf(out,
             ",\"in_use\":%zu,\"peak_in_use\":%zu,\"mapped\":%zu,\"limit\":%zu,"
             "\"requested_total\":%zu,\"blocks_in_use\":%zu,\"alloc_count\":%zu,"
             "\"free_count\":%zu,\"largest_free_run\":%zu,\"pages\":[",
-            s.in_use, s.peak_in_use, s.mapped, a->limit, s.requested_total, s.blocks_in_use,
-            s.alloc_count, s.free_count, s.largest_free_run);
+            s->in_use, s->peak_in_use, s->mapped, snap.limit, s->requested_total, s->blocks_in_use,
+            s->alloc_count, s->free_count, s->largest_free_run);
     bool first = true;
     for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
-        json_queue(out, "class", rg_class_size[i], &a->classes[i], &first);
-    for (const regal_pool *p = a->pools; p != NULL; p = p->next)
-        json_queue(out, "pool", p->object_size, &p->q, &first);
-    struct heap_figures h = heap_figures(a);
-    size_t large_bytes = 0, cache_bytes = 0;
-    size_t large = count_chunks(a->large, &large_bytes);
-    size_t cached = count_chunks(a->large_cache, &cache_bytes);
+        json_queue(out, "class", &snap.classes[i], &first);
+    for (size_t i = 0; i < snap.npools; i++)
+        json_queue(out, "pool", &snap.pools[i], &first);
     fprintf(out,
             "],\"heap\":{\"chunks\":%zu,\"free_runs\":%zu,\"free_bytes\":%zu},"
             "\"large\":{\"blocks\":%zu,\"mapped\":%zu,\"cached\":%zu,\"cached_bytes\":%zu}}\n",
-            h.chunks, h.free_blocks, h.free_bytes, large, large_bytes, cached, cache_bytes);
-    rg_arena_unlock(a);
+            snap.heap_chunks, snap.free_runs, snap.free_bytes, snap.large, snap.large_bytes,
+            snap.cached, snap.cached_bytes);
 }
 
 /* REGAL_OPTIONS=stats: the default arena's figures at exit, if it exists. */

@@ -130,10 +130,10 @@ static inline size_t first_overlap(range *r, size_t n)
 /* ---- Error recorder ---------------------------------------------------------- */
 
 typedef struct error_log {
-    unsigned count;         /* reports since the last error_log_install/clear */
-    regal_error_kind kind;  /* of the first report */
-    const void *ptr;        /* of the first report */
-    char message[256];      /* of the first report */
+    unsigned count;        /* reports since the last error_log_install/clear */
+    regal_error_kind kind; /* of the first report */
+    const void *ptr;       /* of the first report */
+    char message[256];     /* of the first report */
     regal_error_kind last_kind;
     const void *last_ptr;
 } error_log;

@@ -46,9 +46,8 @@ static void batch_check_and_free(batch *b)
         r[i].len = b->usable[i];
     }
     size_t bad = first_overlap(r, b->n);
-    cr_assert_eq(bad, b->n, "blocks at %#lx (+%zu) and %#lx overlap",
-                 (unsigned long)r[bad].start, r[bad].len,
-                 (unsigned long)(bad + 1 < b->n ? r[bad + 1].start : 0));
+    cr_assert_eq(bad, b->n, "blocks at %#lx (+%zu) and %#lx overlap", (unsigned long)r[bad].start,
+                 r[bad].len, (unsigned long)(bad + 1 < b->n ? r[bad + 1].start : 0));
     for (size_t i = 0; i < b->n; i++) {
         size_t at = pattern_mismatch(b->ptr[i], b->usable[i], seed_of(b->ptr[i], b->size[i]));
         cr_assert_eq(at, b->usable[i], "size %zu: byte %zu of %zu overwritten", b->size[i], at,
@@ -81,7 +80,7 @@ Test(alloc, aligns_every_size_to_16_and_gives_at_least_the_size)
 
 Test(alloc, serves_large_sizes_aligned_usable_and_disjoint)
 {
-    static const size_t sizes[] = {256 * KiB, 1 * MiB, 3 * MiB, 16 * MiB,
+    static const size_t sizes[] = {256 * KiB,     1 * MiB,     3 * MiB,        16 * MiB,
                                    256 * KiB + 1, 1 * MiB - 1, 3 * MiB + 4095, 100};
     regal_arena *a = regal_arena_create(NULL);
     cr_assert_not_null(a);
@@ -109,9 +108,15 @@ Test(alloc, keeps_blocks_of_random_sizes_disjoint)
     for (int i = 0; i < 20000; i++) {
         size_t size;
         switch (rng_next(&r) % 16) {
-        case 0: size = rng_range(&r, 8 * KiB, 300 * KiB); break;
-        case 1: size = rng_range(&r, 1024, 8 * KiB); break;
-        default: size = rng_range(&r, 0, 1024); break;
+        case 0:
+            size = rng_range(&r, 8 * KiB, 300 * KiB);
+            break;
+        case 1:
+            size = rng_range(&r, 1024, 8 * KiB);
+            break;
+        default:
+            size = rng_range(&r, 0, 1024);
+            break;
         }
         if (i % 1000 == 999)
             size = rng_range(&r, 1 * MiB, 5 * MiB);
@@ -322,11 +327,11 @@ Test(calloc, fails_with_enomem_when_count_times_size_overflows)
     static const size_t cases[][2] = {
         {SIZE_MAX / 2, 3},
         {3, SIZE_MAX / 2},
-        {(size_t)1 << 32, (size_t)1 << 32}, /* wraps to exactly 0 */
+        {(size_t)1 << 32, (size_t)1 << 32},       /* wraps to exactly 0 */
         {((size_t)1 << 32) + 1, (size_t)1 << 32}, /* wraps to 2^32: a plausible size */
         {SIZE_MAX, SIZE_MAX},
         {SIZE_MAX, 2},
-        {((size_t)1 << 60) + 1, 16},              /* wraps to 16 */
+        {((size_t)1 << 60) + 1, 16}, /* wraps to 16 */
     };
     regal_arena *a = regal_arena_create(NULL);
     cr_assert_not_null(a);
@@ -338,8 +343,7 @@ Test(calloc, fails_with_enomem_when_count_times_size_overflows)
         errno = 0;
         void *p = regal_calloc(a, cases[i][0], cases[i][1]);
         cr_assert_null(p, "calloc(%zu, %zu) returned a block", cases[i][0], cases[i][1]);
-        cr_assert_eq(errno, ENOMEM, "calloc(%zu, %zu): errno %d", cases[i][0], cases[i][1],
-                     errno);
+        cr_assert_eq(errno, ENOMEM, "calloc(%zu, %zu): errno %d", cases[i][0], cases[i][1], errno);
     }
     regal_stats after = stats_of(a);
     cr_assert_eq(after.in_use, before.in_use);
@@ -478,8 +482,8 @@ Test(aligned_alloc, fails_with_enomem_for_impossible_requests)
 
 Test(alloc, huge_requests_fail_with_enomem_and_the_arena_stays_usable)
 {
-    static const size_t huge[] = {SIZE_MAX,          PTRDIFF_MAX,       SIZE_MAX - 15,
-                                  SIZE_MAX - 4095,   SIZE_MAX / 2 + 1,  (size_t)1 << 62};
+    static const size_t huge[] = {SIZE_MAX,        PTRDIFF_MAX,      SIZE_MAX - 15,
+                                  SIZE_MAX - 4095, SIZE_MAX / 2 + 1, (size_t)1 << 62};
     regal_arena *a = regal_arena_create(NULL);
     cr_assert_not_null(a);
     void *keep = regal_alloc(a, 777);

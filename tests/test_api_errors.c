@@ -291,6 +291,43 @@ Test(errors, freeing_an_interior_pointer_of_a_large_block_is_reported_and_ignore
     check_interior_frees(2 * MiB);
 }
 
+Test(errors, freeing_a_block_of_a_destroyed_arena_is_reported_and_ignored)
+{
+    static const size_t sizes[] = {100, 100 * KiB, 2 * MiB};
+    void *p[ARRAY_LEN(sizes)];
+
+    regal_arena *gone = regal_arena_create(NULL);
+    cr_assert_not_null(gone);
+    for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+        p[i] = regal_alloc(gone, sizes[i]);
+        cr_assert_not_null(p[i]);
+    }
+    cr_assert_eq(regal_arena_check(gone), 0);
+    regal_arena_destroy(gone);
+
+    error_log log;
+    for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+        error_log_install(&log);
+        regal_free(p[i]);
+        cr_assert_eq(log.count, 1, "size %zu: %u reports", sizes[i], log.count);
+        cr_assert(log.kind == REGAL_ERR_INVALID_FREE || log.kind == REGAL_ERR_DOUBLE_FREE,
+                  "size %zu: kind %d", sizes[i], (int)log.kind);
+        cr_assert_eq(log.ptr, p[i]);
+    }
+    error_log_remove();
+
+    /* A new arena, perhaps on the same memory, is not disturbed. */
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    neighbours nb;
+    neighbours_alloc(&nb, a, 100);
+    check_still_serves(a, &nb, 100);
+    neighbours_check_and_free(&nb);
+    cr_assert_eq(stats_of(a).blocks_in_use, 0);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
 Test(errors, usable_size_of_a_foreign_pointer_is_zero_and_reported)
 {
     _Alignas(16) char on_stack[32];
@@ -446,4 +483,39 @@ Test(errors, default_handler_names_the_pointer_and_the_arena, .init = cr_redirec
     cr_assert_not_null(strcasestr(out, hex), "the line does not name %p: \"%s\"", p, out);
     cr_assert_not_null(strstr(out, "errarena"), "the line does not name the arena: \"%s\"", out);
     free(out);
+}
+
+Test(errors, check_reports_trampled_heap_metadata)
+{
+    /* regal_arena_check is the oracle of every other test: make sure it
+     * can fail.  Two adjacent medium blocks; whatever regal keeps between
+     * the end of the first one's usable bytes and the second one is its
+     * metadata.  Trample it, check, and put it back. */
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    char *p = regal_alloc(a, 100 * KiB);
+    char *q = regal_alloc(a, 100 * KiB);
+    cr_assert_not_null(p);
+    cr_assert_not_null(q);
+    char *end = p + regal_usable_size(p);
+    if (!(q > end && (size_t)(q - end) <= 256))
+        cr_skip_test("the two medium blocks are not neighbours with metadata between them");
+    size_t gap = (size_t)(q - end);
+    unsigned char saved[256];
+    memcpy(saved, end, gap);
+
+    error_log log;
+    error_log_install(&log);
+    memset(end, 0x5a, gap);
+    int status = regal_arena_check(a);
+    memcpy(end, saved, gap);
+    cr_assert_neq(status, 0, "regal_arena_check missed %zu trampled bytes of metadata", gap);
+    cr_assert_geq(log.count, 1, "the corruption was not reported");
+    cr_assert_eq(log.kind, REGAL_ERR_CORRUPTION, "kind %d", (int)log.kind);
+    error_log_remove();
+
+    regal_free(p);
+    regal_free(q);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
 }

@@ -111,9 +111,15 @@ Test(limit, mapped_never_exceeds_the_limit_under_mixed_sizes)
         } else {
             size_t n;
             switch (rng_next(&r) % 8) {
-            case 0: n = rng_range(&r, 16 * KiB, 200 * KiB); break;
-            case 1: n = rng_range(&r, 2 * KiB, 16 * KiB); break;
-            default: n = rng_range(&r, 1, 2 * KiB); break;
+            case 0:
+                n = rng_range(&r, 16 * KiB, 200 * KiB);
+                break;
+            case 1:
+                n = rng_range(&r, 2 * KiB, 16 * KiB);
+                break;
+            default:
+                n = rng_range(&r, 1, 2 * KiB);
+                break;
             }
             errno = 0;
             p[i] = regal_alloc(a, n);
@@ -219,19 +225,77 @@ Test(limit, freeing_large_blocks_gives_their_budget_back)
 {
     const size_t limit = 4 * MiB;
     regal_arena *a = create_limited(limit, 0);
+    /* Large and medium sizes that fit one at a time but never two at once,
+     * so each needs what the previous one gave back (cached or not). */
+    static const size_t sizes[] = {3 * MiB, 1 * MiB,   7 * MiB / 2, 600 * KiB,
+                                   3 * MiB, 300 * KiB, 2 * MiB,     3 * MiB + 12345};
 
-    /* More than the budget over time, never more than it at once. */
-    for (int i = 0; i < 50; i++) {
-        void *p = regal_alloc(a, 3 * MiB);
-        cr_assert_not_null(p, "round %d", i);
-        memset(p, 0x21, 3 * MiB);
-        cr_assert_leq(stats_of(a).mapped, limit);
-        regal_free(p);
-        void *q = regal_alloc(a, 2 * MiB);
-        cr_assert_not_null(q, "round %d", i);
-        regal_free(q);
+    for (int round = 0; round < 20; round++) {
+        for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+            void *p = regal_alloc(a, sizes[i]);
+            cr_assert_not_null(p, "round %d, size %zu: errno %d", round, sizes[i], errno);
+            memset(p, 0x21, sizes[i]);
+            cr_assert_leq(stats_of(a).mapped, limit, "round %d, size %zu", round, sizes[i]);
+            regal_free(p);
+        }
     }
 
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+Test(limit, over_aligned_blocks_fit_a_small_budget)
+{
+    /* Address space reserved to find an aligned spot is not committed, so
+     * it does not count against the limit. */
+    const size_t limit = 1 * MiB;
+    regal_arena *a = create_limited(limit, 0);
+
+    for (size_t al = 4096; al <= 16 * MiB; al <<= 1) {
+        void *p = regal_aligned_alloc(a, al, 1000);
+        cr_assert_not_null(p, "alignment %zu under a 1 MiB limit", al);
+        cr_assert(is_aligned(p, al));
+        memset(p, 0x3e, 1000);
+        cr_assert_leq(stats_of(a).mapped, limit, "alignment %zu", al);
+        regal_free(p);
+    }
+
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+Test(limit, pools_stop_at_the_limit_and_serve_again_after_frees)
+{
+    const size_t limit = 512 * KiB;
+    regal_arena *a = create_limited(limit, 0);
+    regal_pool *p = regal_pool_create(a, 64, 16);
+    cr_assert_not_null(p);
+    enum { CAP = 20000 };
+    void **obj = calloc(CAP, sizeof *obj);
+    cr_assert_not_null(obj);
+
+    size_t n = 0;
+    for (;;) {
+        cr_assert_lt(n, CAP, "no ENOMEM from a pool under a 512 KiB limit");
+        errno = 0;
+        obj[n] = regal_pool_alloc(p);
+        if (!obj[n]) {
+            cr_assert_eq(errno, ENOMEM, "after %zu objects: errno %d", n, errno);
+            break;
+        }
+        cr_assert_leq(stats_of(a).mapped, limit);
+        n++;
+    }
+    cr_assert_geq(n * 64, limit / 4, "only %zu objects of 64 bytes under a 512 KiB limit", n);
+    for (size_t i = 0; i < n; i += 3)
+        regal_pool_free(p, obj[i]);
+    for (size_t i = 0; i < n; i += 3) {
+        obj[i] = regal_pool_alloc(p);
+        cr_assert_not_null(obj[i], "object %zu after frees", i);
+    }
+
+    free(obj);
+    regal_pool_destroy(p);
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
 }

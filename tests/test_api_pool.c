@@ -26,16 +26,15 @@ static size_t object_count(size_t n)
 /* Takes count objects from p; checks each is aligned, distinct from the
  * others, writable over size bytes and owned by a; fills each with its
  * own pattern. */
-static void take_objects(regal_pool *p, regal_arena *a, size_t size, size_t alignment,
-                         void **obj, size_t count)
+static void take_objects(regal_pool *p, regal_arena *a, size_t size, size_t alignment, void **obj,
+                         size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         obj[i] = regal_pool_alloc(p);
         cr_assert_not_null(obj[i], "size %zu, alignment %zu: object %zu", size, alignment, i);
         cr_assert(is_aligned(obj[i], alignment), "size %zu, alignment %zu: %p", size, alignment,
                   obj[i]);
-        cr_assert_geq(regal_usable_size(obj[i]), size, "size %zu, alignment %zu", size,
-                      alignment);
+        cr_assert_geq(regal_usable_size(obj[i]), size, "size %zu, alignment %zu", size, alignment);
         cr_assert_eq(regal_arena_of(obj[i]), a, "size %zu, alignment %zu", size, alignment);
         fill_pattern(obj[i], size, seed_of(obj[i], size));
     }
@@ -196,8 +195,8 @@ Test(pool, reset_frees_every_object_without_growing_the_arena)
         regal_pool_reset(p);
         take_objects(p, a, 40, 8, obj, COUNT);
         check_objects(obj, COUNT, 40, 8);
-        cr_assert_leq(stats_of(a).mapped, mapped, "cycle %d: mapped grew from %zu to %zu",
-                      cycle, mapped, stats_of(a).mapped);
+        cr_assert_leq(stats_of(a).mapped, mapped, "cycle %d: mapped grew from %zu to %zu", cycle,
+                      mapped, stats_of(a).mapped);
     }
     regal_pool_destroy(p);
 
@@ -252,7 +251,8 @@ Test(pool, regal_free_and_usable_size_work_on_pool_objects)
         take_objects(p, a, object_sizes[s], 8, obj, ARRAY_LEN(obj));
         for (size_t i = 0; i < ARRAY_LEN(obj); i++)
             regal_free(obj[i]);
-        cr_assert_eq(log.count, 0, "size %zu: regal_free of a pool object reported", object_sizes[s]);
+        cr_assert_eq(log.count, 0, "size %zu: regal_free of a pool object reported",
+                     object_sizes[s]);
         /* The pool still serves, and the arena was not confused. */
         take_objects(p, a, object_sizes[s], 8, obj, ARRAY_LEN(obj));
         check_objects(obj, ARRAY_LEN(obj), object_sizes[s], 8);
@@ -480,7 +480,7 @@ Test(pool, works_in_a_single_thread_arena)
 
 /* ---- Threads sharing a pool ---------------------------------------------------- */
 
-#define POOL_THREADS 4
+#define POOL_THREADS    4
 #define POOL_PER_THREAD 2000
 
 typedef struct pool_worker {

@@ -60,10 +60,22 @@ Test(realloc, keeps_contents_across_every_size_transition)
     /* {from, to}: small, medium (free-list heap) and large (own mapping)
      * in every direction, growing and shrinking within each kind. */
     static const size_t transitions[][2] = {
-        {24, 200},            {200, 24},             {1, 4000},           {4000, 1},
-        {1000, 100 * KiB},    {100 * KiB, 1000},     {100 * KiB, 200 * KiB}, {200 * KiB, 120 * KiB},
-        {100 * KiB, 4 * MiB}, {4 * MiB, 100 * KiB},  {4 * MiB, 100},      {50, 3 * MiB},
-        {4 * MiB, 8 * MiB},   {8 * MiB, 5 * MiB},    {2 * MiB, 2 * MiB + 1}, {3 * MiB, 16 * MiB},
+        {24, 200},
+        {200, 24},
+        {1, 4000},
+        {4000, 1},
+        {1000, 100 * KiB},
+        {100 * KiB, 1000},
+        {100 * KiB, 200 * KiB},
+        {200 * KiB, 120 * KiB},
+        {100 * KiB, 4 * MiB},
+        {4 * MiB, 100 * KiB},
+        {4 * MiB, 100},
+        {50, 3 * MiB},
+        {4 * MiB, 8 * MiB},
+        {8 * MiB, 5 * MiB},
+        {2 * MiB, 2 * MiB + 1},
+        {3 * MiB, 16 * MiB},
     };
     regal_arena *a = regal_arena_create(NULL);
     cr_assert_not_null(a);
@@ -109,9 +121,9 @@ Test(realloc, keeps_contents_across_every_size_transition)
 
 Test(realloc, keeps_contents_along_a_chain_of_resizes)
 {
-    static const size_t chain[] = {1,       17,      300,     4000,    100 * KiB, 4 * MiB,
-                                   16,      2 * MiB, 6 * MiB, 3 * MiB, 8 * MiB,   5 * MiB,
-                                   100 * KiB, 150 * KiB, 110 * KiB, 24, 9000,    0};
+    static const size_t chain[] = {1,         17,        300,       4000,    100 * KiB, 4 * MiB,
+                                   16,        2 * MiB,   6 * MiB,   3 * MiB, 8 * MiB,   5 * MiB,
+                                   100 * KiB, 150 * KiB, 110 * KiB, 24,      9000,      0};
     regal_arena *a = regal_arena_create(NULL);
     cr_assert_not_null(a);
 
@@ -142,11 +154,17 @@ Test(realloc, keeps_contents_of_many_blocks_under_random_resizes)
         size_t i = rng_range(&r, 0, SLOTS - 1);
         size_t n;
         switch (rng_next(&r) % 32) {
-        case 0: n = rng_range(&r, 256 * KiB, 3 * MiB); break;
+        case 0:
+            n = rng_range(&r, 256 * KiB, 3 * MiB);
+            break;
         case 1:
         case 2:
-        case 3: n = rng_range(&r, 8 * KiB, 200 * KiB); break;
-        default: n = rng_range(&r, 0, 4 * KiB); break;
+        case 3:
+            n = rng_range(&r, 8 * KiB, 200 * KiB);
+            break;
+        default:
+            n = rng_range(&r, 0, 4 * KiB);
+            break;
         }
         if (p[i] && rng_next(&r) % 8 == 0) {
             cr_assert(pattern_intact(p[i], size[i], seed[i]), "op %d", op);
@@ -274,8 +292,8 @@ Test(realloc, moves_a_block_into_the_target_arena)
 
             void *q = regal_realloc(b, p, targets[t]);
             cr_assert_not_null(q);
-            cr_assert_eq(regal_arena_of(q), b, "realloc %zu -> %zu stayed in its arena",
-                         sizes[i], targets[t]);
+            cr_assert_eq(regal_arena_of(q), b, "realloc %zu -> %zu stayed in its arena", sizes[i],
+                         targets[t]);
             size_t keep = min_size(sizes[i], targets[t]);
             cr_assert(pattern_intact(q, keep, i + t), "realloc %zu -> %zu into another arena",
                       sizes[i], targets[t]);

@@ -32,8 +32,9 @@ static void check_figures(regal_arena *a, const expected *e, int op)
     cr_assert_geq(s.peak_in_use, s.in_use, "op %d", op);
     cr_assert_eq(s.peak_in_use, e->peak, "op %d: peak_in_use %zu, highest in_use seen %zu", op,
                  s.peak_in_use, e->peak);
-    cr_assert_geq(s.mapped, s.in_use, "op %d: mapped %zu below in_use %zu", op, s.mapped,
-                  s.in_use);
+    cr_assert_geq(s.mapped, s.in_use, "op %d: mapped %zu below in_use %zu", op, s.mapped, s.in_use);
+    cr_assert_leq(s.largest_free_run, s.mapped, "op %d: largest_free_run %zu over mapped %zu", op,
+                  s.largest_free_run, s.mapped);
 }
 
 /* A seeded mix of alloc, calloc, aligned_alloc and free over small, medium
@@ -58,16 +59,28 @@ static void run_mixed_sequence(regal_arena *a, uint64_t seed)
         } else {
             size_t n;
             switch (rng_next(&r) % 32) {
-            case 0: n = rng_range(&r, 256 * KiB, 3 * MiB); break;
+            case 0:
+                n = rng_range(&r, 256 * KiB, 3 * MiB);
+                break;
             case 1:
             case 2:
-            case 3: n = rng_range(&r, 8 * KiB, 200 * KiB); break;
-            default: n = rng_range(&r, 0, 4 * KiB); break;
+            case 3:
+                n = rng_range(&r, 8 * KiB, 200 * KiB);
+                break;
+            default:
+                n = rng_range(&r, 0, 4 * KiB);
+                break;
             }
             switch (rng_next(&r) % 4) {
-            case 0: p[i] = regal_calloc(a, 1, n); break;
-            case 1: p[i] = regal_aligned_alloc(a, (size_t)64 << rng_range(&r, 0, 6), n); break;
-            default: p[i] = regal_alloc(a, n); break;
+            case 0:
+                p[i] = regal_calloc(a, 1, n);
+                break;
+            case 1:
+                p[i] = regal_aligned_alloc(a, (size_t)64 << rng_range(&r, 0, 6), n);
+                break;
+            default:
+                p[i] = regal_alloc(a, n);
+                break;
             }
             cr_assert_not_null(p[i], "op %d: size %zu", op, n);
             usable[i] = regal_usable_size(p[i]);
@@ -361,11 +374,10 @@ Test(stats, print_stats_writes_a_table)
     regal_arena_destroy(a);
 }
 
-Test(stats, print_stats_json_writes_one_object_and_a_newline)
+/* One JSON object and a newline: starts with '{', ends with "}\n", and its
+ * braces and brackets balance outside strings. */
+static void check_json_object(regal_arena *a)
 {
-    void *keep;
-    regal_arena *a = arena_with_some_blocks("json", &keep);
-
     size_t len = 0;
     char *out = printed(a, regal_arena_print_stats_json, &len);
     cr_assert_geq(len, 3, "print_stats_json wrote \"%s\"", out);
@@ -396,10 +408,24 @@ Test(stats, print_stats_json_writes_one_object_and_a_newline)
     cr_assert_eq(depth, 0, "JSON: \"%s\"", out);
     cr_assert_eq(in_string, 0, "JSON: \"%s\"", out);
     free(out);
+}
+
+Test(stats, print_stats_json_writes_one_object_and_a_newline)
+{
+    void *keep;
+    regal_arena *named = arena_with_some_blocks("json", &keep);
+    regal_arena *unnamed = regal_arena_create(NULL);
+    cr_assert_not_null(unnamed);
+
+    check_json_object(named);
+    check_json_object(unnamed);
+    check_json_object(regal_default_arena());
 
     regal_free(keep);
-    cr_assert_eq(regal_arena_check(a), 0);
-    regal_arena_destroy(a);
+    cr_assert_eq(regal_arena_check(named), 0);
+    cr_assert_eq(regal_arena_check(unnamed), 0);
+    regal_arena_destroy(named);
+    regal_arena_destroy(unnamed);
 }
 
 Test(stats, printers_show_the_arena_name_copied_at_create)
@@ -453,6 +479,29 @@ Test(stats, print_stats_json_escapes_the_arena_name)
 
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
+}
+
+Test(stats, trim_works_on_the_default_arena)
+{
+    regal_arena *d = regal_default_arena();
+    void *p[32];
+    for (size_t i = 0; i < ARRAY_LEN(p); i++) {
+        p[i] = regal_alloc(d, 64 * KiB);
+        cr_assert_not_null(p[i]);
+        memset(p[i], 0x71, 64 * KiB);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(p); i++)
+        regal_free(p[i]);
+    size_t mapped = stats_of(d).mapped;
+    size_t released = regal_arena_trim(d);
+    cr_assert_leq(released, mapped);
+    cr_assert_leq(stats_of(d).mapped, mapped);
+
+    void *q = regal_alloc(d, 64 * KiB);
+    cr_assert_not_null(q);
+    memset(q, 0x72, 64 * KiB);
+    regal_free(q);
+    cr_assert_eq(regal_arena_check(d), 0);
 }
 
 Test(stats, printers_accept_the_default_arena)

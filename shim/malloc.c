@@ -1,0 +1,194 @@
+/*
+ * libregal-malloc: the malloc family on regal's default arena.
+ *
+ * Preloaded (LD_PRELOAD) or linked before libc, these definitions interpose
+ * glibc's.  glibc's own reallocarray, strdup and friends call them, so they
+ * are not replaced here (glibc documents replacing them as unsupported).
+ * The __libc_* names are aliases because glibc routes some internal
+ * allocations through them.
+ *
+ * Rules that differ between the arena API and glibc, and which glibc's
+ * callers rely on, live here: realloc(p, 0) frees p and returns NULL;
+ * free keeps errno; posix_memalign returns its error instead of setting
+ * errno and accepts only multiples of sizeof(void *).  Everything is safe
+ * before constructors run: the default arena is created on first use, with
+ * no allocation and no lock held across calls that could allocate.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "large.h"
+#include "os.h"
+
+#define SHIM __attribute__((visibility("default")))
+
+static regal_arena *arena(void)
+{
+    return regal_default_arena();
+}
+
+SHIM void *malloc(size_t size)
+{
+    return regal_alloc(arena(), size);
+}
+
+SHIM void free(void *p)
+{
+    if (p == NULL)
+        return;
+    int saved = errno;
+    regal_free(p);
+    errno = saved;
+}
+
+SHIM void *calloc(size_t count, size_t size)
+{
+    return regal_calloc(arena(), count, size);
+}
+
+SHIM void *realloc(void *p, size_t size)
+{
+    if (p != NULL && size == 0) { /* glibc: free and return NULL */
+        free(p);
+        return NULL;
+    }
+    /* A block stays in the arena that owns it. */
+    struct rg_chunk *c;
+    regal_arena *owner = p != NULL ? rg_owner(p, &c) : NULL;
+    return regal_realloc(owner != NULL ? owner : arena(), p, size);
+}
+
+SHIM int posix_memalign(void **memptr, size_t alignment, size_t size)
+{
+    if (!rg_is_pow2(alignment) || alignment % sizeof(void *) != 0)
+        return EINVAL;
+    int saved = errno;
+    void *p = regal_aligned_alloc(arena(), alignment, size);
+    if (p == NULL) {
+        int err = errno;
+        errno = saved;
+        return err;
+    }
+    *memptr = p;
+    return 0;
+}
+
+SHIM void *aligned_alloc(size_t alignment, size_t size)
+{
+    return regal_aligned_alloc(arena(), alignment, size);
+}
+
+SHIM void *memalign(size_t alignment, size_t size)
+{
+    return regal_aligned_alloc(arena(), alignment, size);
+}
+
+SHIM void *valloc(size_t size)
+{
+    return regal_aligned_alloc(arena(), rg_os_page_size(), size);
+}
+
+SHIM void *pvalloc(size_t size)
+{
+    size_t page = rg_os_page_size();
+    size_t rounded = size == 0 ? page : rg_align_up(size, page);
+    if (rounded < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return regal_aligned_alloc(arena(), page, rounded);
+}
+
+SHIM size_t malloc_usable_size(void *p)
+{
+    return p == NULL ? 0 : regal_usable_size(p);
+}
+
+SHIM int malloc_trim(size_t pad)
+{
+    (void)pad; /* every free page goes back; there is no top to pad */
+    return regal_arena_trim(arena()) > 0;
+}
+
+static size_t count_list(const struct rg_chunk *c, size_t *bytes)
+{
+    size_t n = 0;
+    for (; c != NULL; c = c->next, n++)
+        *bytes += c->map_size;
+    return n;
+}
+
+SHIM struct mallinfo2 mallinfo2(void)
+{
+    regal_arena *a = arena();
+    regal_stats s;
+    regal_arena_stats(a, &s);
+    struct mallinfo2 mi;
+    memset(&mi, 0, sizeof mi);
+    size_t large_bytes = 0;
+    rg_arena_lock(a);
+    mi.hblks = count_list(a->large, &large_bytes);
+    rg_arena_unlock(a);
+    mi.arena = s.mapped - large_bytes; /* committed outside large mappings */
+    mi.hblkhd = large_bytes;
+    mi.uordblks = s.in_use;
+    mi.fordblks = s.mapped > s.in_use ? s.mapped - s.in_use : 0;
+    mi.usmblks = s.peak_in_use;
+    mi.keepcost = s.largest_free_run;
+    mi.ordblks = s.blocks_in_use;
+    return mi;
+}
+
+static int clamp(size_t v)
+{
+    return v > (size_t)INT32_MAX ? INT32_MAX : (int)v;
+}
+
+SHIM struct mallinfo mallinfo(void)
+{
+    struct mallinfo2 m2 = mallinfo2();
+    struct mallinfo mi = {
+        .arena = clamp(m2.arena),
+        .ordblks = clamp(m2.ordblks),
+        .hblks = clamp(m2.hblks),
+        .hblkhd = clamp(m2.hblkhd),
+        .usmblks = clamp(m2.usmblks),
+        .uordblks = clamp(m2.uordblks),
+        .fordblks = clamp(m2.fordblks),
+        .keepcost = clamp(m2.keepcost),
+    };
+    return mi;
+}
+
+SHIM void malloc_stats(void)
+{
+    regal_arena_print_stats(arena(), stderr);
+}
+
+/* Accepted and ignored: regal has no tunable that glibc's parameters map
+ * onto (the default arena is one, purging is regal's own policy). */
+SHIM int mallopt(int param, int value)
+{
+    (void)param;
+    (void)value;
+    return 1;
+}
+
+/* glibc's internal entry points.  GCC wants libc's attributes (leaf,
+ * nothrow) copied onto aliases; they hold, and clang has no such check. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
+#endif
+#define ALIAS(name, target) SHIM __typeof__(target) name __attribute__((alias(#target)))
+ALIAS(__libc_malloc, malloc);
+ALIAS(__libc_free, free);
+ALIAS(__libc_calloc, calloc);
+ALIAS(__libc_realloc, realloc);
+ALIAS(__libc_memalign, memalign);
+ALIAS(__libc_valloc, valloc);
+ALIAS(__libc_pvalloc, pvalloc);
+ALIAS(__posix_memalign, posix_memalign);
