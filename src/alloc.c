@@ -31,7 +31,7 @@ static bool arena_is_usable(regal_arena *a)
     return false;
 }
 
-static void *alloc_aligned(regal_arena *a, size_t size, size_t align)
+static RG_NOINLINE void *alloc_aligned(regal_arena *a, size_t size, size_t align)
 {
     if (!arena_is_usable(a) || !size_is_sane(size))
         return NULL;
@@ -44,8 +44,29 @@ static void *alloc_aligned(regal_arena *a, size_t size, size_t align)
     return p;
 }
 
+/* The fast path: a small request served from the first span of its class
+ * queue; anything else goes through alloc_aligned. */
 void *regal_alloc(regal_arena *a, size_t size)
 {
+    if (RG_LIKELY(size <= RG_SMALL_MAX && a != NULL && a->magic == RG_ARENA_MAGIC)) {
+        unsigned c = rg_size_class(size);
+        bool locked = rg_arena_needs_lock(a);
+        if (locked)
+            pthread_mutex_lock(&a->lock);
+        struct rg_page *pg = a->classes[c].avail;
+        if (RG_LIKELY(pg != NULL && pg->free != NULL)) {
+            void *p = pg->free;
+            pg->free = rg_link_get(p);
+            pg->used++;
+            rg_bit_set(pg->live, rg_slot_index(pg, p));
+            rg_stats_alloc(a, pg->slot_size, size);
+            if (locked)
+                pthread_mutex_unlock(&a->lock);
+            return p;
+        }
+        if (locked)
+            pthread_mutex_unlock(&a->lock);
+    }
     return alloc_aligned(a, size, RG_ALIGN);
 }
 
@@ -83,6 +104,8 @@ static void report_bad_pointer(const char *op, const void *p, enum rg_ref_status
                   "%s of %p: not a block regal returned", op, p);
 }
 
+static RG_COLD void free_slow(void *p);
+
 /* Resolves p and locks its arena; NULL (reported) if p is not a live block. */
 static regal_arena *lock_block(const char *op, const void *p, struct rg_ref *ref, bool report)
 {
@@ -103,7 +126,28 @@ static regal_arena *lock_block(const char *op, const void *p, struct rg_ref *ref
     return NULL;
 }
 
+/* The fast path: a live slot of a class or pool span. */
 void regal_free(void *p)
+{
+    struct rg_chunk *c = rg_chunk_of(p);
+    if (RG_LIKELY(p != NULL && rg_chunk_is_mapped(p) && c->magic == RG_CHUNK_MAGIC &&
+                  c->kind == RG_CHUNK_PAGES)) {
+        regal_arena *a = c->arena;
+        bool locked = rg_arena_needs_lock(a);
+        if (locked)
+            pthread_mutex_lock(&a->lock);
+        struct rg_page *pg = rg_page_free_fast(c, p);
+        if (pg != NULL)
+            rg_stats_free(a, pg->slot_size);
+        if (locked)
+            pthread_mutex_unlock(&a->lock);
+        if (pg != NULL)
+            return;
+    }
+    free_slow(p);
+}
+
+static RG_COLD void free_slow(void *p)
 {
     if (p == NULL)
         return;

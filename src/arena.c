@@ -166,11 +166,14 @@ static void registry_remove(regal_arena *a)
     pthread_mutex_unlock(&registry_lock);
 }
 
+/* Direct calls, not rg_arena_lock: the child is single-threaded again and
+ * would skip the unlock. */
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&registry_lock);
     for (regal_arena *a = registry; a != NULL; a = a->next_arena)
-        rg_arena_lock(a);
+        if (!(a->flags & REGAL_ARENA_SINGLE_THREAD))
+            pthread_mutex_lock(&a->lock);
     rg_chunk_fork_prepare();
 }
 
@@ -178,7 +181,8 @@ static void fork_release(void)
 {
     rg_chunk_fork_release();
     for (regal_arena *a = registry; a != NULL; a = a->next_arena)
-        rg_arena_unlock(a);
+        if (!(a->flags & REGAL_ARENA_SINGLE_THREAD))
+            pthread_mutex_unlock(&a->lock);
     pthread_mutex_unlock(&registry_lock);
 }
 

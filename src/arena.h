@@ -3,6 +3,7 @@
 #define RG_ARENA_H
 
 #include <pthread.h>
+#include <sys/single_threaded.h>
 
 #include "heap.h"
 #include "page.h"
@@ -11,9 +12,10 @@
 #define RG_ARENA_MAGIC 0x6172656eu /* "aren" */
 #define RG_NAME_MAX    32
 
+/* blocks_in_use is alloc_count - free_count. */
 struct rg_counters {
     size_t in_use, peak_in_use, requested_total;
-    size_t blocks_in_use, alloc_count, free_count;
+    size_t alloc_count, free_count;
 };
 
 struct regal_arena {
@@ -44,15 +46,24 @@ struct regal_arena {
 static_assert(RG_ARENA_OFFSET + sizeof(struct regal_arena) <= RG_DESC_OFFSET,
               "the arena fits before the page descriptors");
 
+/* No lock for single-thread arenas, nor while the process has one thread
+ * (glibc's __libc_single_threaded: it turns false before a second thread
+ * starts and only this thread could start one, so a lock and its unlock
+ * always agree).  fork handlers lock unconditionally (arena.c). */
+RG_INLINE bool rg_arena_needs_lock(const regal_arena *a)
+{
+    return !(a->flags & REGAL_ARENA_SINGLE_THREAD) && !__libc_single_threaded;
+}
+
 RG_INLINE void rg_arena_lock(regal_arena *a)
 {
-    if (!(a->flags & REGAL_ARENA_SINGLE_THREAD))
+    if (rg_arena_needs_lock(a))
         pthread_mutex_lock(&a->lock);
 }
 
 RG_INLINE void rg_arena_unlock(regal_arena *a)
 {
-    if (!(a->flags & REGAL_ARENA_SINGLE_THREAD))
+    if (rg_arena_needs_lock(a))
         pthread_mutex_unlock(&a->lock);
 }
 

@@ -23,11 +23,9 @@
 
 #include "os.h"
 
-#define ADDRESS_BITS 48
-#define MAP_WORDS    (((size_t)1 << (ADDRESS_BITS - RG_CHUNK_SHIFT)) / 64)
-#define CACHE_MAX    16 /* 64 MiB of address space, none of it resident */
+#define CACHE_MAX 16 /* 64 MiB of address space, none of it resident */
 
-static uint64_t chunk_map[MAP_WORDS];
+uint64_t rg_chunk_map_bits[RG_MAP_WORDS];
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rg_chunk *cache[CACHE_MAX];
@@ -38,17 +36,9 @@ static void map_set(const void *c, bool on)
     uintptr_t i = (uintptr_t)c >> RG_CHUNK_SHIFT;
     uint64_t bit = 1ull << (i % 64);
     if (on)
-        __atomic_fetch_or(&chunk_map[i / 64], bit, __ATOMIC_RELEASE);
+        __atomic_fetch_or(&rg_chunk_map_bits[i / 64], bit, __ATOMIC_RELEASE);
     else
-        __atomic_fetch_and(&chunk_map[i / 64], ~bit, __ATOMIC_RELEASE);
-}
-
-bool rg_chunk_is_mapped(const void *ptr)
-{
-    uintptr_t i = ((uintptr_t)ptr - 1) >> RG_CHUNK_SHIFT;
-    if (RG_UNLIKELY(i >= MAP_WORDS * 64))
-        return false;
-    return (__atomic_load_n(&chunk_map[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+        __atomic_fetch_and(&rg_chunk_map_bits[i / 64], ~bit, __ATOMIC_RELEASE);
 }
 
 struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
@@ -57,7 +47,7 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
     if (c == NULL)
         return NULL;
     RG_ASSERT(((uintptr_t)c & (RG_CHUNK_SIZE - 1)) == 0);
-    if (RG_UNLIKELY((uintptr_t)c >> ADDRESS_BITS)) { /* beyond the map: not usable */
+    if (RG_UNLIKELY((uintptr_t)c >> RG_ADDRESS_BITS)) { /* beyond the map: not usable */
         rg_os_unmap(c, map_size);
         return NULL;
     }

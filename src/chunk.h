@@ -39,9 +39,19 @@ RG_INLINE struct rg_chunk *rg_chunk_of(const void *ptr)
     return (struct rg_chunk *)(((uintptr_t)ptr - 1) & ~(uintptr_t)(RG_CHUNK_SIZE - 1));
 }
 
+#define RG_ADDRESS_BITS 48
+#define RG_MAP_WORDS    (((size_t)1 << (RG_ADDRESS_BITS - RG_CHUNK_SHIFT)) / 64)
+extern uint64_t rg_chunk_map_bits[RG_MAP_WORDS];
+
 /* True when ptr's chunk is mapped by regal.  Reads only the chunk map, never
  * the address itself, so it is safe for any pointer value. */
-bool rg_chunk_is_mapped(const void *ptr);
+RG_INLINE bool rg_chunk_is_mapped(const void *ptr)
+{
+    uintptr_t i = ((uintptr_t)ptr - 1) >> RG_CHUNK_SHIFT;
+    if (RG_UNLIKELY(i >= RG_MAP_WORDS * 64))
+        return false;
+    return (__atomic_load_n(&rg_chunk_map_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+}
 
 /* A zeroed chunk of RG_CHUNK_SIZE bytes for arena a (kind set by the
  * caller); NULL when the OS refuses. */

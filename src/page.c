@@ -250,23 +250,29 @@ enum rg_slot_status rg_slot_status(const struct rg_page *pg, const void *p)
     return rg_bit_test(pg->live, i) ? RG_SLOT_LIVE : RG_SLOT_FREE;
 }
 
-void rg_page_free(struct regal_arena *a, struct rg_page *pg, void *p)
+void rg_page_free_slow(struct rg_page *pg)
 {
-    rg_bit_clear(pg->live, rg_slot_index(pg, p));
-    rg_link_set(p, pg->free);
-    pg->free = p;
-    pg->used--;
     struct rg_pageq *q = pg->queue;
-    if (RG_UNLIKELY(pg->in_full)) {
+    if (pg->in_full) {
         list_remove(&q->full, pg);
         list_push(&q->avail, pg);
         pg->in_full = 0;
-    } else if (RG_UNLIKELY(pg->used == 0) && (q->avail != pg || pg->next != NULL)) {
+    } else if (pg->used == 0 && (q->avail != pg || pg->next != NULL)) {
         /* Empty and not the queue's last span: back to the chunk. */
         list_remove(&q->avail, pg);
         span_give_back(rg_chunk_of(pg), pg);
     }
+}
+
+void rg_page_free(struct regal_arena *a, struct rg_page *pg, void *p)
+{
     (void)a;
+    rg_bit_clear(pg->live, rg_slot_index(pg, p));
+    rg_link_set(p, pg->free);
+    pg->free = p;
+    pg->used--;
+    if (pg->in_full || pg->used == 0)
+        rg_page_free_slow(pg);
 }
 
 static void release_list(struct rg_page *pg)

@@ -95,7 +95,7 @@ RG_INLINE unsigned rg_size_class(size_t size)
 
 RG_INLINE uint32_t rg_slot_index(const struct rg_page *pg, const void *p)
 {
-    return (uint32_t)(((rg_u128)((const uint8_t *)p - pg->start) * pg->recip) >> 64);
+    return (uint32_t)(((rg_u128)((uintptr_t)p - (uintptr_t)pg->start) * pg->recip) >> 64);
 }
 
 RG_INLINE void rg_bit_set(uint64_t *bits, uint32_t i)
@@ -155,6 +155,34 @@ enum rg_slot_status rg_slot_status(const struct rg_page *pg, const void *p);
 
 /* Frees live slot p of pg (checked with rg_slot_status first). */
 void rg_page_free(struct regal_arena *a, struct rg_page *pg, void *p);
+/* The span leaves the full list, or gives itself back when empty. */
+void rg_page_free_slow(struct rg_page *pg);
+
+/* The fast path of free for a pointer into a pages chunk: if p is a live
+ * slot of a class or pool span whose head page holds it, frees it and
+ * returns the span; otherwise returns NULL and changes nothing (the caller
+ * takes the slow path, which tells what p is). */
+RG_INLINE struct rg_page *rg_page_free_fast(struct rg_chunk *c, void *p)
+{
+    unsigned i = (unsigned)(((uintptr_t)p - (uintptr_t)c) >> RG_PAGE_SHIFT);
+    struct rg_page *pg = rg_page_desc(c, i);
+    if (RG_UNLIKELY(i >= ((const struct rg_pages_chunk *)c)->top || pg->state != RG_PAGE_HEAD ||
+                    pg->kind == RG_PAGE_META))
+        return NULL; /* page 0 is never a HEAD */
+    size_t off = (size_t)((uint8_t *)p - pg->start);
+    uint32_t s = rg_slot_index(pg, p);
+    uint64_t bit = 1ull << (s % 64);
+    if (RG_UNLIKELY(s >= pg->capacity || (size_t)s * pg->slot_size != off ||
+                    !(pg->live[s / 64] & bit)))
+        return NULL;
+    pg->live[s / 64] &= ~bit;
+    rg_link_set(p, pg->free);
+    pg->free = p;
+    pg->used--;
+    if (RG_UNLIKELY(pg->in_full || pg->used == 0))
+        rg_page_free_slow(pg);
+    return pg;
+}
 
 void rg_pageq_init(struct rg_pageq *q, uint32_t slot_size, enum rg_page_kind kind);
 /* Returns every span of q to its chunk. */

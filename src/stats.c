@@ -23,7 +23,7 @@ void regal_arena_stats(regal_arena *a, regal_stats *out)
     out->peak_in_use = a->st.peak_in_use;
     out->mapped = a->mapped;
     out->requested_total = a->st.requested_total;
-    out->blocks_in_use = a->st.blocks_in_use;
+    out->blocks_in_use = a->st.alloc_count - a->st.free_count;
     out->alloc_count = a->st.alloc_count;
     out->free_count = a->st.free_count;
     out->largest_free_run = rg_heap_largest_free(&a->heap);

@@ -11,7 +11,6 @@ RG_INLINE void rg_stats_alloc(regal_arena *a, size_t usable, size_t requested)
     if (s->in_use > s->peak_in_use)
         s->peak_in_use = s->in_use;
     s->requested_total += requested;
-    s->blocks_in_use++;
     s->alloc_count++;
 }
 
@@ -19,7 +18,6 @@ RG_INLINE void rg_stats_free_many(regal_arena *a, size_t blocks, size_t usable)
 {
     struct rg_counters *s = &a->st;
     s->in_use -= usable;
-    s->blocks_in_use -= blocks;
     s->free_count += blocks;
 }
 
