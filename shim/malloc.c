@@ -58,7 +58,9 @@ SHIM void *realloc(void *p, size_t size)
     }
     /* A block stays in the arena that owns it. */
     struct rg_chunk *c;
+    rg_vg_quiet_begin();
     regal_arena *owner = p != NULL ? rg_owner(p, &c) : NULL;
+    rg_vg_quiet_end();
     return regal_realloc(owner != NULL ? owner : arena(), p, size);
 }
 

@@ -1,7 +1,10 @@
 /*
  * The public block API: argument rules, locking, statistics and error
  * reports around the engine (arena.c).  User errors are reported after the
- * lock is released, so an error handler may call regal again.
+ * lock is released, so an error handler may call regal again.  Under
+ * Valgrind every entry point hands over to track.c, which adds redzones, a
+ * quarantine and the client requests, and calls back the checked paths
+ * here (rg_alloc_checked, rg_free_checked).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -10,6 +13,7 @@
 #include "arena.h"
 #include "error.h"
 #include "stats.h"
+#include "track.h"
 
 /* Requests above PTRDIFF_MAX can never be satisfied (pointer differences
  * inside the block would overflow). */
@@ -23,7 +27,7 @@ static bool size_is_sane(size_t size)
 
 static bool arena_is_usable(regal_arena *a)
 {
-    if (RG_LIKELY(a != NULL && a->magic == RG_ARENA_MAGIC))
+    if (RG_LIKELY(rg_arena_is_live(a)))
         return true;
     rg_report(REGAL_ERR_INVALID_FREE, a, NULL, "allocation from %p, which is not a live arena",
               (void *)a);
@@ -31,7 +35,7 @@ static bool arena_is_usable(regal_arena *a)
     return false;
 }
 
-static RG_NOINLINE void *alloc_aligned(regal_arena *a, size_t size, size_t align)
+RG_NOINLINE void *rg_alloc_checked(regal_arena *a, size_t size, size_t align)
 {
     if (!arena_is_usable(a) || !size_is_sane(size))
         return NULL;
@@ -48,6 +52,8 @@ static RG_NOINLINE void *alloc_aligned(regal_arena *a, size_t size, size_t align
  * queue; anything else goes through alloc_aligned. */
 void *regal_alloc(regal_arena *a, size_t size)
 {
+    if (rg_vg())
+        return rg_track_alloc(a, size, RG_ALIGN, false);
     if (RG_LIKELY(size <= RG_SMALL_MAX && a != NULL && a->magic == RG_ARENA_MAGIC)) {
         unsigned c = rg_size_class(size);
         bool locked = rg_arena_needs_lock(a);
@@ -67,7 +73,7 @@ void *regal_alloc(regal_arena *a, size_t size)
         if (locked)
             pthread_mutex_unlock(&a->lock);
     }
-    return alloc_aligned(a, size, RG_ALIGN);
+    return rg_alloc_checked(a, size, RG_ALIGN);
 }
 
 void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
@@ -76,7 +82,11 @@ void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
         errno = EINVAL;
         return NULL;
     }
-    return alloc_aligned(a, size, alignment < RG_ALIGN ? RG_ALIGN : alignment);
+    if (alignment < RG_ALIGN)
+        alignment = RG_ALIGN;
+    if (rg_vg())
+        return rg_track_alloc(a, size, alignment, false);
+    return rg_alloc_checked(a, size, alignment);
 }
 
 void *regal_calloc(regal_arena *a, size_t count, size_t size)
@@ -86,48 +96,66 @@ void *regal_calloc(regal_arena *a, size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    if (rg_vg())
+        return rg_track_alloc(a, total, RG_ALIGN, true);
     void *p = regal_alloc(a, total);
     if (p != NULL)
         memset(p, 0, regal_usable_size(p));
     return p;
 }
 
-/* Reports what a pointer that is not a live block is, for operation op. */
-static void report_bad_pointer(const char *op, const void *p, enum rg_ref_status st,
-                               const struct rg_ref *ref)
+void rg_report_bad_pointer(const char *op, const void *p, enum rg_ref_status st,
+                           const struct rg_ref *ref)
 {
     if (st == RG_REF_DEAD)
         rg_report(REGAL_ERR_DOUBLE_FREE, p, ref->arena,
                   "%s of %p: block already freed (double free)", op, p);
     else
-        rg_report(REGAL_ERR_INVALID_FREE, p, ref ? ref->arena : NULL,
-                  "%s of %p: not a block regal returned", op, p);
+        rg_report(REGAL_ERR_INVALID_FREE, p, ref->arena, "%s of %p: not a block regal returned", op,
+                  p);
 }
 
 static RG_COLD void free_slow(void *p);
 
-/* Resolves p and locks its arena; NULL (reported) if p is not a live block. */
-static regal_arena *lock_block(const char *op, const void *p, struct rg_ref *ref, bool report)
+regal_arena *rg_block_lock(const void *p, struct rg_ref *ref, enum rg_ref_status *status)
 {
     struct rg_chunk *c;
     regal_arena *a = rg_owner(p, &c);
-    if (a == NULL) {
-        if (report)
-            report_bad_pointer(op, p, RG_REF_FOREIGN, NULL);
+    *status = RG_REF_FOREIGN;
+    ref->chunk = NULL;
+    ref->page = NULL;
+    ref->arena = NULL;
+    if (a == NULL)
         return NULL;
-    }
     rg_arena_lock(a);
-    enum rg_ref_status st = rg_ref_resolve(c, p, ref);
-    if (st == RG_REF_LIVE)
+    *status = rg_ref_resolve(c, p, ref);
+    if (*status == RG_REF_LIVE)
         return a;
     rg_arena_unlock(a);
-    if (report)
-        report_bad_pointer(op, p, st, ref);
     return NULL;
 }
 
-/* The fast path: a live slot of a class or pool span. */
+/* Resolves p and locks its arena; NULL (reported) if p is not a live block. */
+static regal_arena *lock_block(const char *op, const void *p, struct rg_ref *ref, bool report)
+{
+    enum rg_ref_status st;
+    regal_arena *a = rg_block_lock(p, ref, &st);
+    if (a == NULL && report)
+        rg_report_bad_pointer(op, p, st, ref);
+    return a;
+}
+
 void regal_free(void *p)
+{
+    if (rg_vg()) {
+        rg_track_free(p);
+        return;
+    }
+    rg_free_checked(p);
+}
+
+/* The fast path: a live slot of a class or pool span. */
+void rg_free_checked(void *p)
 {
     struct rg_chunk *c = rg_chunk_of(p);
     if (RG_LIKELY(p != NULL && rg_chunk_is_mapped(p) && c->magic == RG_CHUNK_MAGIC &&
@@ -147,6 +175,16 @@ void regal_free(void *p)
     free_slow(p);
 }
 
+void rg_free_uncounted(void *p)
+{
+    struct rg_ref ref;
+    regal_arena *a = lock_block("free", p, &ref, true);
+    if (a == NULL)
+        return;
+    rg_ref_free(&ref, p);
+    rg_arena_unlock(a);
+}
+
 static RG_COLD void free_slow(void *p)
 {
     if (p == NULL)
@@ -164,6 +202,8 @@ size_t regal_usable_size(const void *p)
 {
     if (p == NULL)
         return 0;
+    if (rg_vg())
+        return rg_track_usable(p);
     struct rg_ref ref;
     regal_arena *a = lock_block("usable_size", p, &ref, true);
     if (a == NULL)
@@ -176,9 +216,11 @@ size_t regal_usable_size(const void *p)
 regal_arena *regal_arena_of(const void *p)
 {
     struct rg_ref ref;
+    rg_vg_quiet_begin();
     regal_arena *a = lock_block("arena_of", p, &ref, false);
     if (a != NULL)
         rg_arena_unlock(a);
+    rg_vg_quiet_end();
     return a;
 }
 
@@ -221,6 +263,8 @@ static void *realloc_move(regal_arena *a, regal_arena *from, const struct rg_ref
 
 void *regal_realloc(regal_arena *a, void *p, size_t size)
 {
+    if (rg_vg())
+        return rg_track_realloc(a, p, size);
     if (p == NULL)
         return regal_alloc(a, size);
     if (!arena_is_usable(a) || !size_is_sane(size))
@@ -244,8 +288,10 @@ size_t regal_arena_trim(regal_arena *a)
 {
     if (!arena_is_usable(a))
         return 0;
+    rg_vg_quiet_begin();
     rg_arena_lock(a);
     size_t n = rg_arena_trim_locked(a);
     rg_arena_unlock(a);
+    rg_vg_quiet_end();
     return n;
 }

@@ -3,7 +3,7 @@
  * accounting against the limit, and routing of requests and pointers to the
  * pages, heap and large paths.
  *
- * An arena lives in page 0 of its home chunk, a pages chunk that stays with
+ * An arena is the header of its home chunk, a pages chunk that stays with
  * it until destroy, so creating one costs a chunk from the cache and no
  * other allocation.
  *
@@ -25,6 +25,7 @@
 #include "options.h"
 #include "os.h"
 #include "pool.h"
+#include "track.h"
 
 /* ---- committed memory ---- */
 
@@ -111,6 +112,7 @@ struct rg_chunk *rg_arena_add_chunk(regal_arena *a, enum rg_chunk_kind kind)
         return NULL;
     }
     rg_chunk_set_committed(c, 0, meta);
+    rg_vg_noaccess(c, RG_CHUNK_SIZE);
     if (kind == RG_CHUNK_PAGES)
         rg_pages_chunk_init(c);
     else
@@ -214,7 +216,8 @@ static regal_arena *arena_new(const regal_arena_config *cfg)
         errno = ENOMEM;
         return NULL;
     }
-    regal_arena *a = (regal_arena *)((uint8_t *)home + RG_ARENA_OFFSET);
+    regal_arena *a = (regal_arena *)home;
+    rg_vg_noaccess(home, RG_CHUNK_SIZE);
     home->arena = a;
     rg_pages_chunk_init(home);
     rg_chunk_set_committed(home, 0, chunk_meta_bytes(RG_CHUNK_PAGES));
@@ -224,7 +227,6 @@ static regal_arena *arena_new(const regal_arena_config *cfg)
     if (cfg && cfg->name)
         strncpy(a->name, cfg->name, RG_NAME_MAX - 1);
     pthread_mutex_init(&a->lock, NULL);
-    a->home = home;
     a->pages = home;
     a->mapped = chunk_meta_bytes(RG_CHUNK_PAGES);
     init_queues(a);
@@ -235,6 +237,7 @@ static regal_arena *arena_new(const regal_arena_config *cfg)
 regal_arena *regal_arena_create(const regal_arena_config *cfg)
 {
     rg_options_init();
+    rg_vg_init();
     if (cfg && (cfg->flags & ~(REGAL_ARENA_SINGLE_THREAD | REGAL_ARENA_DEBUG))) {
         errno = EINVAL;
         return NULL;
@@ -243,14 +246,16 @@ regal_arena *regal_arena_create(const regal_arena_config *cfg)
         errno = ENOMEM; /* not even the arena's own page fits */
         return NULL;
     }
+    rg_vg_quiet_begin();
     regal_arena *a = arena_new(cfg);
+    rg_vg_quiet_end();
     register_fork_handlers();
     return a;
 }
 
 static bool arena_is_valid_handle(regal_arena *a, const char *what)
 {
-    if (a->magic == RG_ARENA_MAGIC)
+    if (rg_arena_is_live(a))
         return true;
     rg_report(REGAL_ERR_INVALID_FREE, a, NULL, "%s of something that is not a live arena", what);
     return false;
@@ -262,8 +267,9 @@ static void release_chunks(regal_arena *a)
     rg_large_destroy(a);
     while (a->heaps != NULL)
         rg_arena_remove_chunk(a, a->heaps);
-    while (a->pages != a->home || a->home->next != NULL) {
-        struct rg_chunk *c = a->pages == a->home ? a->home->next : a->pages;
+    struct rg_chunk *home = rg_arena_home(a);
+    while (a->pages != home || home->next != NULL) {
+        struct rg_chunk *c = a->pages == home ? home->next : a->pages;
         rg_arena_remove_chunk(a, c);
     }
 }
@@ -272,21 +278,31 @@ void regal_arena_destroy(regal_arena *a)
 {
     if (a == NULL || !arena_is_valid_handle(a, "destroy"))
         return;
-    if (a->is_default) {
+    rg_vg_quiet_begin();
+    bool is_default = a->is_default;
+    rg_vg_quiet_end();
+    if (is_default) {
         rg_report(REGAL_ERR_INVALID_FREE, a, a, "the default arena cannot be destroyed");
         return;
     }
+    rg_vg_quiet_begin();
+    if (rg_vg())
+        rg_track_arena_release(a);
     registry_remove(a);
     release_chunks(a);
     pthread_mutex_destroy(&a->lock);
     a->magic = 0;
-    rg_chunk_free(a->home);
+    rg_chunk_free(rg_arena_home(a));
+    rg_vg_quiet_end();
 }
 
 void regal_arena_reset(regal_arena *a)
 {
     if (a == NULL || !arena_is_valid_handle(a, "reset"))
         return;
+    rg_vg_quiet_begin();
+    if (rg_vg())
+        rg_track_arena_release(a);
     rg_arena_lock(a);
     rg_large_reset(a);
     for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
@@ -296,6 +312,7 @@ void regal_arena_reset(regal_arena *a)
     a->pools = NULL;
     memset(&a->st, 0, sizeof a->st);
     rg_arena_unlock(a);
+    rg_vg_quiet_end();
 }
 
 static regal_arena *default_arena;
@@ -313,7 +330,10 @@ regal_arena *regal_default_arena(void)
 {
     if (RG_UNLIKELY(default_arena == NULL)) {
         rg_options_init();
+        rg_vg_init();
+        rg_vg_quiet_begin();
         pthread_once(&default_once, default_init);
+        rg_vg_quiet_end();
         register_fork_handlers();
     }
     return default_arena;
@@ -345,6 +365,14 @@ void *rg_arena_alloc(regal_arena *a, size_t size, size_t align, size_t *usable)
     if (p != NULL)
         *usable = rg_large_usable(rg_chunk_of(p));
     return p;
+}
+
+void rg_arena_visit(regal_arena *a, rg_visit_fn fn, void *ctx)
+{
+    for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
+        rg_pages_chunk_visit(c, fn, ctx);
+    rg_heap_visit(a, fn, ctx);
+    rg_large_visit(a, fn, ctx);
 }
 
 size_t rg_arena_trim_locked(regal_arena *a)

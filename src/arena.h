@@ -8,6 +8,7 @@
 #include "heap.h"
 #include "page.h"
 #include "regal.h"
+#include "vg.h"
 
 #define RG_ARENA_MAGIC 0x6172656eu /* "aren" */
 #define RG_NAME_MAX    32
@@ -18,7 +19,11 @@ struct rg_counters {
     size_t alloc_count, free_count;
 };
 
+/* An arena is the header of its home chunk, a pages chunk that stays with
+ * it until destroy: the arena pointer is the chunk's address (a start
+ * pointer for Valgrind's leak checker, see vg.h). */
 struct regal_arena {
+    struct rg_pages_chunk home;   /* must stay first */
     uint32_t magic;               /* RG_ARENA_MAGIC while alive */
     unsigned flags;               /* REGAL_ARENA_* */
     bool is_default;              /* regal_default_arena(): never destroyed */
@@ -26,7 +31,6 @@ struct regal_arena {
     size_t limit;                 /* 0 = none */
     size_t mapped;                /* committed bytes, checked against limit */
     pthread_mutex_t lock;         /* unused with REGAL_ARENA_SINGLE_THREAD */
-    struct rg_chunk *home;        /* the pages chunk holding this struct */
     struct rg_chunk *pages;       /* pages chunks, home first */
     struct rg_chunk *heaps;       /* heap chunks */
     struct rg_chunk *large;       /* live large blocks */
@@ -42,9 +46,13 @@ struct regal_arena {
     struct regal_arena *prev_arena;
 };
 
-#define RG_ARENA_OFFSET ((size_t)256) /* in the home chunk, after its header */
-static_assert(RG_ARENA_OFFSET + sizeof(struct regal_arena) <= RG_DESC_OFFSET,
+static_assert(sizeof(struct regal_arena) <= RG_DESC_OFFSET,
               "the arena fits before the page descriptors");
+
+RG_INLINE struct rg_chunk *rg_arena_home(regal_arena *a)
+{
+    return &a->home.base;
+}
 
 /* No lock for single-thread arenas, nor while the process has one thread
  * (glibc's __libc_single_threaded: it turns false before a second thread
@@ -67,6 +75,16 @@ RG_INLINE void rg_arena_unlock(regal_arena *a)
         pthread_mutex_unlock(&a->lock);
 }
 
+/* Whether a points to a live arena (its header is NOACCESS under
+ * Valgrind, so the read is quiet). */
+RG_INLINE bool rg_arena_is_live(const regal_arena *a)
+{
+    rg_vg_quiet_begin();
+    bool live = a != NULL && a->magic == RG_ARENA_MAGIC;
+    rg_vg_quiet_end();
+    return live;
+}
+
 /* Counts bytes [from, to) of chunk c (offsets from c) as committed; false
  * (nothing changed) when that would pass the arena's limit even after
  * dropping its caches. */
@@ -79,6 +97,9 @@ void rg_arena_uncommit(regal_arena *a, size_t bytes);
 struct rg_chunk *rg_arena_add_chunk(regal_arena *a, enum rg_chunk_kind kind);
 /* Unlinks and frees an empty chunk; bytes it had committed. */
 size_t rg_arena_remove_chunk(regal_arena *a, struct rg_chunk *c);
+
+/* Calls fn for every live block of the arena (lock held). */
+void rg_arena_visit(regal_arena *a, rg_visit_fn fn, void *ctx);
 
 /* Engine entry points, called with the lock held (see alloc.c).  A block
  * of at least size bytes aligned to align (a power of two); NULL + ENOMEM.
@@ -102,5 +123,18 @@ size_t rg_ref_usable(const struct rg_ref *ref, const void *p);
 void rg_ref_free(const struct rg_ref *ref, void *p);
 /* Resizes in place; false if the block must move. */
 bool rg_ref_resize(const struct rg_ref *ref, void *p, size_t size);
+
+/* The block API without the Valgrind mode (alloc.c), for track.c. */
+void *rg_alloc_checked(regal_arena *a, size_t size, size_t align);
+void rg_free_checked(void *p);
+/* Frees a live block without counting it in the statistics (track.c counts
+ * a block when it enters the quarantine). */
+void rg_free_uncounted(void *p);
+/* Locks p's arena if p is a live block and returns it with the block's
+ * reference; otherwise reports nothing and returns NULL with *status set. */
+regal_arena *rg_block_lock(const void *p, struct rg_ref *ref, enum rg_ref_status *status);
+/* Reports what p is (it was not a live block) for operation op. */
+void rg_report_bad_pointer(const char *op, const void *p, enum rg_ref_status st,
+                           const struct rg_ref *ref);
 
 #endif

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "large.h"
 #include "pool.h"
+#include "vg.h"
 
 bool rg_check_fail(const void *where, const char *fmt, ...)
 {
@@ -85,10 +86,11 @@ static bool large_is_valid(regal_arena *a, struct rg_chunk *list, uint32_t live,
 
 int regal_arena_check(regal_arena *a)
 {
-    if (a == NULL || a->magic != RG_ARENA_MAGIC) {
+    if (!rg_arena_is_live(a)) {
         rg_check_fail(a, "%p is not a live arena", (void *)a);
         return -1;
     }
+    rg_vg_quiet_begin();
     rg_arena_lock(a);
     size_t mapped = 0;
     int rc = -1;
@@ -106,5 +108,6 @@ int regal_arena_check(regal_arena *a)
             rc = 0;
     }
     rg_arena_unlock(a);
+    rg_vg_quiet_end();
     return rc;
 }

@@ -41,6 +41,9 @@ void rg_assert_fail(const char *file, int line, const char *expr) __attribute__(
 #define RG_GRANULE         ((size_t)4096)                 /* unit of committed-memory accounting */
 #define RG_GRANULES        (RG_CHUNK_SIZE / RG_GRANULE)
 
+/* Called for each live block by the visitors of page.c, heap.c, large.c. */
+typedef void (*rg_visit_fn)(void *block, size_t usable, void *ctx);
+
 RG_INLINE size_t rg_align_up(size_t n, size_t align)
 {
     return (n + align - 1) & ~(align - 1);

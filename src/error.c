@@ -45,9 +45,14 @@ void rg_report(regal_error_kind kind, const void *ptr, const regal_arena *arena,
     va_end(ap);
     if (n < 0)
         msg[0] = '\0';
-    if (arena != NULL && arena->name[0] != '\0' && (size_t)n < sizeof msg) {
-        snprintf(msg + n, sizeof msg - (size_t)n, " (arena '%s')", arena->name);
+    char name[RG_NAME_MAX] = "";
+    if (arena != NULL) { /* NOACCESS metadata under Valgrind */
+        rg_vg_quiet_begin();
+        memcpy(name, arena->name, sizeof name);
+        rg_vg_quiet_end();
     }
+    if (name[0] != '\0' && n >= 0 && (size_t)n < sizeof msg)
+        snprintf(msg + n, sizeof msg - (size_t)n, " (arena '%s')", name);
     regal_error_fn fn = __atomic_load_n(&handler, __ATOMIC_ACQUIRE);
     if (fn != NULL) {
         fn(kind, ptr, msg, __atomic_load_n(&handler_ctx, __ATOMIC_RELAXED));

@@ -399,6 +399,18 @@ size_t rg_heap_trim(struct regal_arena *a)
     return released;
 }
 
+void rg_heap_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx)
+{
+    for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next) {
+        uint8_t *p = (uint8_t *)c + HEAP_BEGIN, *end = (uint8_t *)c + HEAP_END;
+        for (struct rg_hblock *b; p < end; p += bsize(b)) {
+            b = (struct rg_hblock *)p;
+            if (!(b->size & RG_HB_FREE))
+                fn(p + RG_HB_HEADER, bsize(b) - RG_HB_HEADER, ctx);
+        }
+    }
+}
+
 /* ---- check ---- */
 
 static bool block_is_valid(struct rg_heap *h, struct rg_hblock *b, bool prev_free, size_t *nfree)

@@ -19,13 +19,13 @@
 #define RG_HB_HEADER    16 /* bytes before the user pointer */
 #define RG_HB_MIN_BLOCK 64 /* header, two links, footer, rounded to 16 */
 
-/* The largest request the heap serves; above it, the large path.  Measured
- * with bench/medium_churn (random sizes up to the threshold, 1M ops): at
- * 1 MiB the heap beats a mapping per block by >10x in time while keeping
- * peak RSS within 5% (mappings are cached, but each miss costs mmap and
- * munmap); above 1 MiB a block takes a quarter chunk or more and splitting
- * strands too much of a chunk. */
+/* The largest request the heap serves; above it, the large path.  The
+ * build may override it (-DRG_HEAP_MAX=...) to measure other thresholds.
+ * MEASUREMENT: see bench/README.md, "heap threshold". */
+#ifndef RG_HEAP_MAX
 #define RG_HEAP_MAX ((size_t)1 << 20)
+#endif
+static_assert(RG_HEAP_MAX >= 8192 && RG_HEAP_MAX <= ((size_t)2 << 20), "heap threshold range");
 
 struct rg_hblock {
     size_t size;  /* block bytes, header included | RG_HB_FREE | RG_HB_PREV_FREE */
@@ -65,6 +65,8 @@ void rg_heap_chunk_init(struct regal_arena *a, struct rg_chunk *c);
 /* Arena reset: every chunk becomes one free block again. */
 void rg_heap_reset(struct regal_arena *a);
 size_t rg_heap_largest_free(const struct rg_heap *h);
+/* Calls fn for every live block of the arena's heap chunks. */
+void rg_heap_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx);
 /* Gives back the pages inside free blocks; bytes released.  Blocks stay. */
 size_t rg_heap_decommit_free(struct regal_arena *a);
 /* The same, and empty chunks but one go back to the cache. */

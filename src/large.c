@@ -20,6 +20,7 @@
 
 #include "arena.h"
 #include "os.h"
+#include "vg.h"
 
 #define CACHE_COUNT 8
 #define CACHE_BYTES ((size_t)32 << 20)
@@ -107,6 +108,7 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
             errno = ENOMEM;
             return NULL;
         }
+        rg_vg_noaccess(c, need);
         c->magic = RG_CHUNK_MAGIC;
         c->kind = RG_CHUNK_LARGE;
         c->arena = a;
@@ -203,4 +205,10 @@ void rg_large_destroy(struct regal_arena *a)
         release(a, c);
     }
     rg_large_flush_cache(a);
+}
+
+void rg_large_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx)
+{
+    for (struct rg_chunk *c = a->large; c != NULL; c = c->next)
+        fn(lg(c)->ptr, rg_large_usable(c), ctx);
 }

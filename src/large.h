@@ -25,6 +25,8 @@ void rg_large_free(struct regal_arena *a, struct rg_chunk *c);
 bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size);
 /* Releases every cached mapping; bytes released. */
 size_t rg_large_flush_cache(struct regal_arena *a);
+/* Calls fn for every live large block. */
+void rg_large_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx);
 /* Arena reset: every live block is freed. */
 void rg_large_reset(struct regal_arena *a);
 /* Arena destroy: everything unmapped. */

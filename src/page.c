@@ -340,3 +340,27 @@ bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg)
         return rg_check_fail(pg, "page %u: full list mismatch (invariant 4)", first);
     return true;
 }
+
+static void span_visit(const struct rg_page *pg, rg_visit_fn fn, void *ctx)
+{
+    for (uint32_t i = 0; i < pg->capacity; i++)
+        if (rg_bit_test(pg->live, i))
+            fn(pg->start + (size_t)i * pg->slot_size, pg->slot_size, ctx);
+}
+
+void rg_pageq_visit(const struct rg_pageq *q, rg_visit_fn fn, void *ctx)
+{
+    for (const struct rg_page *pg = q->avail; pg != NULL; pg = pg->next)
+        span_visit(pg, fn, ctx);
+    for (const struct rg_page *pg = q->full; pg != NULL; pg = pg->next)
+        span_visit(pg, fn, ctx);
+}
+
+void rg_pages_chunk_visit(struct rg_chunk *c, rg_visit_fn fn, void *ctx)
+{
+    for (unsigned i = RG_DATA_PAGE0; i < pchunk(c)->top; i++) {
+        const struct rg_page *pg = rg_page_desc(c, i);
+        if (pg->state == RG_PAGE_HEAD && pg->kind != RG_PAGE_META)
+            span_visit(pg, fn, ctx);
+    }
+}

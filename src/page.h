@@ -185,6 +185,10 @@ RG_INLINE struct rg_page *rg_page_free_fast(struct rg_chunk *c, void *p)
 }
 
 void rg_pageq_init(struct rg_pageq *q, uint32_t slot_size, enum rg_page_kind kind);
+/* Calls fn for every live slot of q's spans, or of c's class and pool
+ * spans. */
+void rg_pageq_visit(const struct rg_pageq *q, rg_visit_fn fn, void *ctx);
+void rg_pages_chunk_visit(struct rg_chunk *c, rg_visit_fn fn, void *ctx);
 /* Returns every span of q to its chunk. */
 void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q);
 

@@ -10,14 +10,29 @@
 #include "arena.h"
 #include "error.h"
 #include "stats.h"
+#include "track.h"
 
+/* Pools live in NOACCESS metadata under Valgrind: read quietly. */
 static bool pool_is_live(regal_pool *p, const char *what)
 {
-    if (p != NULL && p->magic == RG_POOL_MAGIC)
+    rg_vg_quiet_begin();
+    bool live = p != NULL && p->magic == RG_POOL_MAGIC;
+    rg_vg_quiet_end();
+    if (live)
         return true;
     rg_report(REGAL_ERR_INVALID_FREE, p, NULL, "%s on %p, which is not a live pool", what,
               (void *)p);
     return false;
+}
+
+/* Slots hold a free-list link when free and keep every object aligned;
+ * under Valgrind they also hold a redzone (track.c). */
+static size_t slot_size(size_t object_size, size_t alignment)
+{
+    size_t bytes = object_size + (rg_vg() ? RG_VG_REDZONE : 0);
+    if (bytes < sizeof(void *))
+        bytes = sizeof(void *);
+    return rg_align_up(bytes, alignment);
 }
 
 regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignment)
@@ -29,17 +44,14 @@ regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignme
         errno = EINVAL;
         return NULL;
     }
-    /* Slots hold a free-list link when free, and keep every object aligned. */
-    size_t slot = rg_align_up(object_size, alignment);
-    if (slot < sizeof(void *))
-        slot = rg_align_up(sizeof(void *), alignment);
+    rg_vg_quiet_begin();
     rg_arena_lock(a);
     regal_pool *p = rg_page_alloc(a, &a->meta);
     if (p != NULL) {
         p->magic = RG_POOL_MAGIC;
         p->arena = a;
         p->object_size = object_size;
-        rg_pageq_init(&p->q, (uint32_t)slot, RG_PAGE_POOL);
+        rg_pageq_init(&p->q, (uint32_t)slot_size(object_size, alignment), RG_PAGE_POOL);
         p->prev = NULL;
         p->next = a->pools;
         if (a->pools)
@@ -47,15 +59,12 @@ regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignme
         a->pools = p;
     }
     rg_arena_unlock(a);
+    rg_vg_quiet_end();
     return p;
 }
 
-void *regal_pool_alloc(regal_pool *p)
+void *rg_pool_alloc_checked(regal_pool *p)
 {
-    if (!pool_is_live(p, "regal_pool_alloc")) {
-        errno = EINVAL;
-        return NULL;
-    }
     regal_arena *a = p->arena;
     rg_arena_lock(a);
     void *obj = rg_page_alloc(a, &p->q);
@@ -65,29 +74,41 @@ void *regal_pool_alloc(regal_pool *p)
     return obj;
 }
 
+void *regal_pool_alloc(regal_pool *p)
+{
+    if (!pool_is_live(p, "regal_pool_alloc")) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (rg_vg())
+        return rg_track_pool_alloc(p);
+    return rg_pool_alloc_checked(p);
+}
+
 void regal_pool_free(regal_pool *p, void *obj)
 {
     if (obj == NULL || !pool_is_live(p, "regal_pool_free"))
         return;
-    regal_arena *a = p->arena;
-    struct rg_chunk *c;
     struct rg_ref ref;
-    enum rg_ref_status st = RG_REF_FOREIGN;
-    rg_arena_lock(a);
-    if (rg_owner(obj, &c) == a) {
-        st = rg_ref_resolve(c, obj, &ref);
-        if (st == RG_REF_LIVE && ref.page->queue == &p->q) {
-            rg_page_free(a, ref.page, obj);
-            rg_stats_free(a, p->q.slot_size);
-            rg_arena_unlock(a);
-            return;
-        }
+    enum rg_ref_status st;
+    rg_vg_quiet_begin();
+    regal_arena *a = p->arena;
+    size_t object_size = p->object_size;
+    bool live = rg_block_lock(obj, &ref, &st) != NULL;
+    bool ours = ref.page != NULL && ref.page->queue == &p->q;
+    if (live && ours && !rg_vg()) {
+        rg_page_free(a, ref.page, obj);
+        rg_stats_free(a, p->q.slot_size);
     }
-    rg_arena_unlock(a);
-    if (st == RG_REF_DEAD && ref.page->queue == &p->q)
+    if (live)
+        rg_arena_unlock(a);
+    rg_vg_quiet_end();
+    if (live && ours && rg_vg())
+        rg_track_free(obj); /* quarantine, double-free check, client request */
+    else if (ours && st == RG_REF_DEAD)
         rg_report(REGAL_ERR_DOUBLE_FREE, obj, a, "double free of %p (pool object of %zu bytes)",
-                  obj, p->object_size);
-    else
+                  obj, object_size);
+    else if (!(live && ours))
         rg_report(REGAL_ERR_INVALID_FREE, obj, a, "regal_pool_free of %p: not an object of pool %p",
                   obj, (void *)p);
 }
@@ -96,6 +117,8 @@ void regal_pool_free(regal_pool *p, void *obj)
 static void pool_release(regal_pool *p)
 {
     regal_arena *a = p->arena;
+    if (rg_vg())
+        rg_track_pool_release(&p->q);
     size_t live = 0;
     for (struct rg_page *pg = p->q.avail; pg != NULL; pg = pg->next)
         live += pg->used;
@@ -109,15 +132,19 @@ void regal_pool_reset(regal_pool *p)
 {
     if (!pool_is_live(p, "regal_pool_reset"))
         return;
-    rg_arena_lock(p->arena);
+    rg_vg_quiet_begin();
+    regal_arena *a = p->arena;
+    rg_arena_lock(a);
     pool_release(p);
-    rg_arena_unlock(p->arena);
+    rg_arena_unlock(a);
+    rg_vg_quiet_end();
 }
 
 void regal_pool_destroy(regal_pool *p)
 {
     if (p == NULL || !pool_is_live(p, "regal_pool_destroy"))
         return;
+    rg_vg_quiet_begin();
     regal_arena *a = p->arena;
     rg_arena_lock(a);
     pool_release(p);
@@ -130,4 +157,5 @@ void regal_pool_destroy(regal_pool *p)
     p->magic = 0;
     rg_page_free(a, rg_page_of(rg_chunk_of(p), p), p);
     rg_arena_unlock(a);
+    rg_vg_quiet_end();
 }

@@ -3,6 +3,7 @@
 #define RG_POOL_H
 
 #include "page.h"
+#include "regal.h"
 
 #define RG_POOL_MAGIC 0x706f6f6cu /* "pool" */
 
@@ -14,5 +15,8 @@ struct regal_pool {
     struct regal_pool *next; /* the arena's live pools */
     struct regal_pool *prev;
 };
+
+/* regal_pool_alloc without the Valgrind mode (for track.c). */
+void *rg_pool_alloc_checked(regal_pool *p);
 
 #endif

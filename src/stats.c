@@ -15,9 +15,11 @@
 #include "large.h"
 #include "options.h"
 #include "pool.h"
+#include "vg.h"
 
 void regal_arena_stats(regal_arena *a, regal_stats *out)
 {
+    rg_vg_quiet_begin();
     rg_arena_lock(a);
     out->in_use = a->st.in_use;
     out->peak_in_use = a->st.peak_in_use;
@@ -28,6 +30,7 @@ void regal_arena_stats(regal_arena *a, regal_stats *out)
     out->free_count = a->st.free_count;
     out->largest_free_run = rg_heap_largest_free(&a->heap);
     rg_arena_unlock(a);
+    rg_vg_quiet_end();
 }
 
 struct queue_figures {
@@ -87,6 +90,7 @@ static void snapshot(regal_arena *a, struct snapshot *snap)
 {
     memset(snap, 0, sizeof *snap);
     regal_arena_stats(a, &snap->s);
+    rg_vg_quiet_begin();
     rg_arena_lock(a);
     memcpy(snap->name, a->name, sizeof snap->name);
     snap->flags = a->flags;
@@ -103,6 +107,7 @@ static void snapshot(regal_arena *a, struct snapshot *snap)
     snap->large = count_chunks(a->large, &snap->large_bytes);
     snap->cached = count_chunks(a->large_cache, &snap->cached_bytes);
     rg_arena_unlock(a);
+    rg_vg_quiet_end();
 }
 
 static double fill(const struct queue_figures *f)

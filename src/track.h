@@ -1,0 +1,27 @@
+/* The Valgrind mode of the block API (src/track.c): used instead of the
+ * fast paths when rg_vg() says the process runs under Valgrind. */
+#ifndef RG_TRACK_H
+#define RG_TRACK_H
+
+#include "regal.h"
+#include "vg.h"
+
+struct rg_pageq;
+
+void *rg_track_alloc(regal_arena *a, size_t size, size_t align, bool zero);
+void *rg_track_pool_alloc(regal_pool *p);
+void rg_track_free(void *p);
+void *rg_track_realloc(regal_arena *a, void *p, size_t size);
+size_t rg_track_usable(const void *p);
+/* Pool reset: memcheck forgets the pool's live objects; the quarantine
+ * drops its freed ones.  Called with the arena locked. */
+void rg_track_pool_release(const struct rg_pageq *q);
+/* Arena reset or destroy: memcheck forgets every live block (the free is
+ * reported at the caller's reset or destroy); the quarantine drops the
+ * arena's blocks. */
+void rg_track_arena_release(regal_arena *a);
+/* Drops quarantined blocks of an arena being reset or destroyed, or of a
+ * pool being reset (queue != NULL); memcheck already saw them freed. */
+void rg_track_forget(regal_arena *a, const struct rg_pageq *queue);
+
+#endif
