@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the build and the tests need; installed when missing.
-PACKAGES=(meson ninja-build gcc pkg-config libcriterion-dev valgrind python3)
+# sqlite3, git, perl, gzip: real programs the shim tests and the demo run.
+PACKAGES=(meson ninja-build gcc pkg-config libcriterion-dev valgrind python3
+    sqlite3 git perl gzip)
 
 install_missing() {
     local missing=()
@@ -75,6 +77,19 @@ cmd_demo() {
         echo "== ${ex##*/}"
         "$ex"
     done
+    # Real programs with regal as their malloc; the statistics are printed
+    # by the shim at exit (REGAL_OPTIONS=stats).
+    local shim=build/shim/libregal-malloc.so
+    echo "== python3 under the shim"
+    LD_PRELOAD=$shim REGAL_OPTIONS=stats /usr/bin/python3 -c '
+import json
+d = {i: [str(i)] * 4 for i in range(100000)}
+print("python3: json of", len(d), "keys is", len(json.dumps(d)), "bytes")'
+    echo "== sqlite3 under the shim"
+    LD_PRELOAD=$shim REGAL_OPTIONS=stats sqlite3 :memory: \
+        "create table t(a, b); with recursive c(x) as (select 1 union all select x + 1 from c
+         where x < 100000) insert into t select x, hex(randomblob(16)) from c;
+         create index i on t(b); select 'sqlite3: rows', count(*) from t;"
 }
 
 total_pass=0
