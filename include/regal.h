@@ -29,6 +29,11 @@
 extern "C" {
 #endif
 
+/* The version of this header (meson.build checks it against the project). */
+#define REGAL_VERSION_MAJOR 0
+#define REGAL_VERSION_MINOR 1
+#define REGAL_VERSION_PATCH 0
+
 #if defined(__GNUC__)
 #define REGAL_API    __attribute__((visibility("default")))
 #define REGAL_MALLOC __attribute__((malloc, warn_unused_result))
