@@ -23,6 +23,7 @@
 #include "arena.h"
 #include "large.h"
 #include "os.h"
+#include "track.h"
 
 #define SHIM __attribute__((visibility("default")))
 
@@ -31,8 +32,26 @@ static regal_arena *arena(void)
     return regal_default_arena();
 }
 
+/* Under memcheck the block is announced here, inlined into the caller, so
+ * memcheck's allocation stacks start at malloc, calloc... as with glibc. */
+RG_INLINE void *tracked(size_t size, size_t align, bool zero)
+{
+    void *p = rg_track_alloc(arena(), size, align, zero);
+    rg_vg_block_alloc(p, size, zero);
+    return p;
+}
+
+RG_INLINE void *aligned(size_t alignment, size_t size)
+{
+    if (rg_vg() && rg_is_pow2(alignment))
+        return tracked(size, alignment < RG_ALIGN ? RG_ALIGN : alignment, false);
+    return regal_aligned_alloc(arena(), alignment, size);
+}
+
 SHIM void *malloc(size_t size)
 {
+    if (rg_vg())
+        return tracked(size, RG_ALIGN, false);
     return regal_alloc(arena(), size);
 }
 
@@ -47,6 +66,9 @@ SHIM void free(void *p)
 
 SHIM void *calloc(size_t count, size_t size)
 {
+    size_t total;
+    if (rg_vg() && !__builtin_mul_overflow(count, size, &total))
+        return tracked(total, RG_ALIGN, true);
     return regal_calloc(arena(), count, size);
 }
 
@@ -69,7 +91,7 @@ SHIM int posix_memalign(void **memptr, size_t alignment, size_t size)
     if (!rg_is_pow2(alignment) || alignment % sizeof(void *) != 0)
         return EINVAL;
     int saved = errno;
-    void *p = regal_aligned_alloc(arena(), alignment, size);
+    void *p = aligned(alignment, size);
     if (p == NULL) {
         int err = errno;
         errno = saved;
@@ -81,17 +103,17 @@ SHIM int posix_memalign(void **memptr, size_t alignment, size_t size)
 
 SHIM void *aligned_alloc(size_t alignment, size_t size)
 {
-    return regal_aligned_alloc(arena(), alignment, size);
+    return aligned(alignment, size);
 }
 
 SHIM void *memalign(size_t alignment, size_t size)
 {
-    return regal_aligned_alloc(arena(), alignment, size);
+    return aligned(alignment, size);
 }
 
 SHIM void *valloc(size_t size)
 {
-    return regal_aligned_alloc(arena(), rg_os_page_size(), size);
+    return aligned(rg_os_page_size(), size);
 }
 
 SHIM void *pvalloc(size_t size)
@@ -102,7 +124,7 @@ SHIM void *pvalloc(size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    return regal_aligned_alloc(arena(), page, rounded);
+    return aligned(page, rounded);
 }
 
 SHIM size_t malloc_usable_size(void *p)

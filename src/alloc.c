@@ -52,8 +52,11 @@ RG_NOINLINE void *rg_alloc_checked(regal_arena *a, size_t size, size_t align)
  * queue; anything else goes through alloc_aligned. */
 void *regal_alloc(regal_arena *a, size_t size)
 {
-    if (rg_vg())
-        return rg_track_alloc(a, size, RG_ALIGN, false);
+    if (rg_vg()) {
+        void *p = rg_track_alloc(a, size, RG_ALIGN, false);
+        rg_vg_block_alloc(p, size, false);
+        return p;
+    }
     if (RG_LIKELY(size <= RG_SMALL_MAX && a != NULL && a->magic == RG_ARENA_MAGIC)) {
         unsigned c = rg_size_class(size);
         bool locked = rg_arena_needs_lock(a);
@@ -61,10 +64,7 @@ void *regal_alloc(regal_arena *a, size_t size)
             pthread_mutex_lock(&a->lock);
         struct rg_page *pg = a->classes[c].avail;
         if (RG_LIKELY(pg != NULL && pg->free != NULL)) {
-            void *p = pg->free;
-            pg->free = rg_link_get(p);
-            pg->used++;
-            rg_bit_set(pg->live, rg_slot_index(pg, p));
+            void *p = rg_page_pop(pg);
             rg_stats_alloc(a, pg->slot_size, size);
             if (locked)
                 pthread_mutex_unlock(&a->lock);
@@ -84,8 +84,11 @@ void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
     }
     if (alignment < RG_ALIGN)
         alignment = RG_ALIGN;
-    if (rg_vg())
-        return rg_track_alloc(a, size, alignment, false);
+    if (rg_vg()) {
+        void *p = rg_track_alloc(a, size, alignment, false);
+        rg_vg_block_alloc(p, size, false);
+        return p;
+    }
     return rg_alloc_checked(a, size, alignment);
 }
 
@@ -96,8 +99,11 @@ void *regal_calloc(regal_arena *a, size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (rg_vg())
-        return rg_track_alloc(a, total, RG_ALIGN, true);
+    if (rg_vg()) {
+        void *p = rg_track_alloc(a, total, RG_ALIGN, true);
+        rg_vg_block_alloc(p, total, true);
+        return p;
+    }
     void *p = regal_alloc(a, total);
     if (p != NULL)
         memset(p, 0, regal_usable_size(p));

@@ -211,6 +211,8 @@ static void init_queues(regal_arena *a)
 
 static regal_arena *arena_new(const regal_arena_config *cfg)
 {
+    if (rg_link_key == 0)
+        rg_link_key = (uintptr_t)rg_os_secret();
     struct rg_chunk *home = rg_chunk_alloc(NULL, RG_CHUNK_PAGES);
     if (home == NULL) {
         errno = ENOMEM;

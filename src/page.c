@@ -23,6 +23,7 @@
 
 #include "arena.h"
 #include "check.h"
+#include "error.h"
 #include "os.h"
 
 #define C(b, s) ((1u << (b)) + (s) * (1u << ((b)-2)))
@@ -32,6 +33,20 @@ const uint32_t rg_class_size[RG_CLASS_COUNT] = {
 };
 #undef QUAD
 #undef C
+
+uintptr_t rg_link_key;
+
+/* A free-list link pointed outside its span: a write after free.  The rest
+ * of the list is dropped (those slots are lost, and regal_arena_check says
+ * so from now on); the allocation in progress gets the slot it had. */
+void rg_page_corrupt(struct rg_page *pg, const void *slot)
+{
+    pg->free = NULL;
+    pg->carved = pg->capacity; /* never carve over lost slots */
+    rg_report(REGAL_ERR_CORRUPTION, slot, NULL,
+              "free slot %p of a %u-byte page was overwritten after free (free list dropped)", slot,
+              pg->slot_size);
+}
 
 static struct rg_pages_chunk *pchunk(struct rg_chunk *c)
 {
@@ -169,6 +184,7 @@ static void page_init(struct rg_pageq *q, struct rg_page *pg, struct rg_chunk *c
     pg->slot_size = q->slot_size;
     pg->recip = UINT64_MAX / q->slot_size + 1;
     pg->capacity = (uint32_t)(slots < RG_PAGE_MAX_SLOTS ? slots : RG_PAGE_MAX_SLOTS);
+    pg->bytes = pg->capacity * q->slot_size;
     pg->carved = 0;
     pg->used = 0;
     pg->queue = q;

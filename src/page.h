@@ -38,6 +38,7 @@ struct rg_page {
     uint32_t capacity;    /* slots in the span */
     uint32_t carved;      /* slots [0, carved) have been put on the free list */
     uint32_t used;        /* live slots == popcount(live) */
+    uint32_t bytes;       /* capacity * slot_size */
     struct rg_page *next; /* in the queue's avail or full list, or a free span list */
     struct rg_page *prev;
     struct rg_pageq *queue;                /* the queue that owns the span */
@@ -113,18 +114,41 @@ RG_INLINE bool rg_bit_test(const uint64_t *bits, uint32_t i)
     return (bits[i / 64] >> (i % 64)) & 1;
 }
 
-/* The free-list link in a free slot.  Pool slots may be as little as
- * 4-byte aligned, so links are copied, not dereferenced (one mov on x86). */
+/* The free-list link in a free slot, stored as next ^ slot ^ a per-process
+ * secret: a use-after-free write cannot plant an address without knowing
+ * the secret, and rg_page_pop also checks that the link stays inside its
+ * span, so no overwrite makes an allocation return an arbitrary address.
+ * Pool slots may be as little as 4-byte aligned, so links are copied, not
+ * dereferenced (one mov on x86). */
+extern uintptr_t rg_link_key;
+
 RG_INLINE void *rg_link_get(const void *slot)
 {
-    void *next;
-    __builtin_memcpy(&next, slot, sizeof next);
-    return next;
+    uintptr_t v;
+    __builtin_memcpy(&v, slot, sizeof v);
+    return (void *)(v ^ rg_link_key ^ (uintptr_t)slot);
 }
 
 RG_INLINE void rg_link_set(void *slot, void *next)
 {
-    __builtin_memcpy(slot, &next, sizeof next);
+    uintptr_t v = (uintptr_t)next ^ rg_link_key ^ (uintptr_t)slot;
+    __builtin_memcpy(slot, &v, sizeof v);
+}
+
+void rg_page_corrupt(struct rg_page *pg, const void *slot);
+
+/* Takes the first free slot of pg (pg->free != NULL). */
+RG_INLINE void *rg_page_pop(struct rg_page *pg)
+{
+    void *p = pg->free;
+    void *next = rg_link_get(p);
+    if (RG_UNLIKELY((uintptr_t)next - (uintptr_t)pg->start >= pg->bytes && next != NULL))
+        rg_page_corrupt(pg, p);
+    else
+        pg->free = next;
+    pg->used++;
+    rg_bit_set(pg->live, rg_slot_index(pg, p));
+    return p;
 }
 
 struct regal_arena;
@@ -135,13 +159,8 @@ void *rg_page_alloc_slow(struct regal_arena *a, struct rg_pageq *q);
 RG_INLINE void *rg_page_alloc(struct regal_arena *a, struct rg_pageq *q)
 {
     struct rg_page *pg = q->avail;
-    if (RG_LIKELY(pg != NULL && pg->free != NULL)) {
-        void *p = pg->free;
-        pg->free = rg_link_get(p);
-        pg->used++;
-        rg_bit_set(pg->live, rg_slot_index(pg, p));
-        return p;
-    }
+    if (RG_LIKELY(pg != NULL && pg->free != NULL))
+        return rg_page_pop(pg);
     return rg_page_alloc_slow(a, q);
 }
 

@@ -80,8 +80,12 @@ void *regal_pool_alloc(regal_pool *p)
         errno = EINVAL;
         return NULL;
     }
-    if (rg_vg())
-        return rg_track_pool_alloc(p);
+    if (rg_vg()) {
+        size_t size;
+        void *obj = rg_track_pool_alloc(p, &size);
+        rg_vg_block_alloc(obj, size, false);
+        return obj;
+    }
     return rg_pool_alloc_checked(p);
 }
 
@@ -117,13 +121,13 @@ void regal_pool_free(regal_pool *p, void *obj)
 static void pool_release(regal_pool *p)
 {
     regal_arena *a = p->arena;
-    if (rg_vg())
-        rg_track_pool_release(&p->q);
+    size_t quarantined = rg_vg() ? rg_track_pool_release(&p->q) : 0; /* counted as freed */
     size_t live = 0;
     for (struct rg_page *pg = p->q.avail; pg != NULL; pg = pg->next)
         live += pg->used;
     for (struct rg_page *pg = p->q.full; pg != NULL; pg = pg->next)
         live += pg->used;
+    live -= quarantined;
     rg_stats_free_many(a, live, live * p->q.slot_size);
     rg_pageq_release(a, &p->q);
 }

@@ -110,6 +110,8 @@ static void *announce(void *p, size_t size, bool zero)
     return p;
 }
 
+static size_t quarantine_flush(regal_arena *a);
+
 void *rg_track_alloc(regal_arena *a, size_t size, size_t align, bool zero)
 {
     if (size > PTRDIFF_MAX - RG_VG_REDZONE) {
@@ -117,21 +119,21 @@ void *rg_track_alloc(regal_arena *a, size_t size, size_t align, bool zero)
         return NULL;
     }
     rg_vg_quiet_begin();
-    void *p = announce(rg_alloc_checked(a, size + RG_VG_REDZONE, align), size, zero);
+    void *p = rg_alloc_checked(a, size + RG_VG_REDZONE, align);
+    /* At an arena's limit, quarantined blocks give their memory back. */
+    if (p == NULL && errno == ENOMEM && quarantine_flush(a) > 0)
+        p = rg_alloc_checked(a, size + RG_VG_REDZONE, align);
+    p = announce(p, size, zero);
     rg_vg_quiet_end();
-    if (p != NULL)
-        rg_vg_block_alloc(p, size, zero);
     return p;
 }
 
-void *rg_track_pool_alloc(regal_pool *pool)
+void *rg_track_pool_alloc(regal_pool *pool, size_t *size)
 {
     rg_vg_quiet_begin();
-    size_t size = pool->object_size;
-    void *p = announce(rg_pool_alloc_checked(pool), size, false);
+    *size = pool->object_size;
+    void *p = announce(rg_pool_alloc_checked(pool), *size, false);
     rg_vg_quiet_end();
-    if (p != NULL)
-        rg_vg_block_alloc(p, size, false);
     return p;
 }
 
@@ -162,20 +164,46 @@ static size_t quarantine_push(struct qentry e, struct qentry *out)
     return n;
 }
 
-void rg_track_forget(regal_arena *a, const struct rg_pageq *queue)
+/* Removes the entries of arena a (or of queue q) and returns how many;
+ * out, if not NULL, receives them (room for QUARANTINE_BLOCKS). */
+static size_t quarantine_take(regal_arena *a, const struct rg_pageq *queue, struct qentry *out)
 {
     pthread_mutex_lock(&qlock);
-    size_t kept = 0, bytes = 0;
+    size_t kept = 0, taken = 0, bytes = 0;
     for (size_t i = 0; i < qcount; i++) {
         struct qentry e = *at(i);
-        if (queue != NULL ? e.queue == queue : e.arena == a)
+        if (queue != NULL ? e.queue == queue : e.arena == a) {
+            if (out != NULL)
+                out[taken] = e;
+            taken++;
             continue;
+        }
         *at(kept++) = e;
         bytes += e.bytes;
     }
     qcount = kept;
     qbytes = bytes;
     pthread_mutex_unlock(&qlock);
+    return taken;
+}
+
+size_t rg_track_forget(regal_arena *a, const struct rg_pageq *queue)
+{
+    return quarantine_take(a, queue, NULL);
+}
+
+/* Gives the memory of a's quarantined blocks back to a (they stay freed
+ * for memcheck). */
+static size_t quarantine_flush(regal_arena *a)
+{
+    static struct qentry out[QUARANTINE_BLOCKS]; /* guarded by flush_lock */
+    static pthread_mutex_t flush_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&flush_lock);
+    size_t n = quarantine_take(a, NULL, out);
+    for (size_t i = 0; i < n; i++)
+        rg_free_uncounted(out[i].p);
+    pthread_mutex_unlock(&flush_lock);
+    return n;
 }
 
 /* ---- free ---- */
@@ -202,10 +230,10 @@ void rg_track_free(void *p)
     struct qentry e = {p, t.arena, queue, t.usable};
     struct qentry out[EVICT_MAX];
     size_t n = 0;
-    if (e.bytes <= QUARANTINE_BYTES / EVICT_MAX)
+    if (e.bytes <= QUARANTINE_BYTES / 2)
         n = quarantine_push(e, out);
     else
-        out[n++] = e; /* too big to hold: reused at once, like a huge block in memcheck */
+        out[n++] = e; /* too big to hold: reused at once */
     rg_vg_quiet_begin();
     for (size_t i = 0; i < n; i++)
         rg_free_uncounted(out[i].p);
@@ -214,8 +242,11 @@ void rg_track_free(void *p)
 
 void *rg_track_realloc(regal_arena *a, void *p, size_t size)
 {
-    if (p == NULL)
-        return rg_track_alloc(a, size, RG_ALIGN, false);
+    if (p == NULL) {
+        void *n = rg_track_alloc(a, size, RG_ALIGN, false);
+        rg_vg_block_alloc(n, size, false);
+        return n;
+    }
     rg_vg_quiet_begin();
     struct tracked t = lookup(p);
     rg_vg_quiet_end();
@@ -228,6 +259,7 @@ void *rg_track_realloc(regal_arena *a, void *p, size_t size)
     void *n = rg_track_alloc(a, size, RG_ALIGN, false);
     if (n == NULL)
         return NULL;
+    rg_vg_block_alloc(n, size, false); /* before the copy: it carries definedness */
     memcpy(n, p, t.size < size ? t.size : size);
     rg_track_free(p);
     return n;
@@ -251,10 +283,10 @@ static void forget_block(void *p, size_t usable, void *ctx)
         rg_vg_block_free(p);
 }
 
-void rg_track_pool_release(const struct rg_pageq *q)
+size_t rg_track_pool_release(const struct rg_pageq *q)
 {
     rg_pageq_visit(q, forget_block, NULL);
-    rg_track_forget(NULL, q);
+    return rg_track_forget(NULL, q);
 }
 
 void rg_track_arena_release(regal_arena *a)

@@ -1,7 +1,9 @@
 /* Unit tests of src/page.c: size classes and slot arithmetic. */
 #include <criterion/criterion.h>
+#include <string.h>
 
 #include "page.h"
+#include "regal.h"
 
 Test(page, size_class_is_the_smallest_class_that_fits)
 {
@@ -57,4 +59,38 @@ Test(page, slot_index_is_exact_for_odd_pool_slots)
     uint32_t slots[] = {8, 9, 12, 24, 100, 1000, 4097, 65535, 100003, 1u << 20};
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
         check_slot_index(slots[i], (size_t)63 << RG_PAGE_SHIFT);
+}
+
+/* A use-after-free write over a free slot's link must not make a later
+ * allocation return the planted address. */
+static int corruption_reports;
+
+static void count_corruption(regal_error_kind kind, const void *ptr, const char *msg, void *ctx)
+{
+    (void)ptr;
+    (void)msg;
+    (void)ctx;
+    if (kind == REGAL_ERR_CORRUPTION)
+        corruption_reports++;
+}
+
+Test(page, an_overwritten_free_link_never_yields_the_planted_address)
+{
+    regal_arena_config cfg = {.flags = REGAL_ARENA_SINGLE_THREAD};
+    regal_arena *a = regal_arena_create(&cfg);
+    regal_set_error_handler(count_corruption, NULL);
+    static char target[64];
+    void *keep[4];
+    for (int i = 0; i < 4; i++)
+        keep[i] = regal_alloc(a, 48);
+    regal_free(keep[1]);
+    void *planted = target;
+    memcpy(keep[1], &planted, sizeof planted); /* the write after free */
+    void *first = regal_alloc(a, 48);
+    void *second = regal_alloc(a, 48);
+    cr_assert_eq(first, keep[1], "the freed slot itself comes back first");
+    cr_assert_neq(second, (void *)target);
+    cr_assert_eq(corruption_reports, 1);
+    regal_set_error_handler(NULL, NULL);
+    regal_arena_destroy(a);
 }

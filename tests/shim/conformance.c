@@ -44,8 +44,8 @@
 #endif
 #endif
 
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
+#define KiB          ((size_t)1 << 10)
+#define MiB          ((size_t)1 << 20)
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* glibc exports these without declaring them; the shim must replace them. */
@@ -362,8 +362,8 @@ static bool runs_under_regal(void)
            s1.alloc_count);
     EXPECT(small && rg.arena_of(small) == a, "malloc(100) = %p is not a block of the default arena",
            small);
-    EXPECT(large && rg.arena_of(large) == a, "malloc(4 MiB) = %p is not a block of the default arena",
-           large);
+    EXPECT(large && rg.arena_of(large) == a,
+           "malloc(4 MiB) = %p is not a block of the default arena", large);
     free(small);
     free(large);
 #else
@@ -492,8 +492,8 @@ static bool free_null_is_a_noop_and_free_keeps_errno(void)
 static bool calloc_zeroes_fresh_memory(void)
 {
     bool ok = true;
-    static const size_t sizes[] = {1,     15,        16,      17,      100,     1000,
-                                   4096,  4097,      65537,   300000,  1 * MiB, 16 * MiB};
+    static const size_t sizes[] = {1,    15,   16,    17,     100,     1000,
+                                   4096, 4097, 65537, 300000, 1 * MiB, 16 * MiB};
     for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
         size_t n = sizes[i];
         void *a = seen(calloc(opaque(n), 1));
@@ -524,9 +524,15 @@ static bool calloc_zeroes_recycled_memory(void)
         for (int i = 0; i < N; i++) {
             uint64_t r = rnd();
             switch (r % 8) {
-            case 0: size[i] = 1 + (r >> 8) % 256 * KiB; break; /* up to 256 KiB */
-            case 1: size[i] = i % 50 == 0 ? 4 * MiB + (r >> 8) % MiB : 1 + (r >> 8) % 8192; break;
-            default: size[i] = 1 + (r >> 8) % 512; break;
+            case 0:
+                size[i] = 1 + (r >> 8) % 256 * KiB;
+                break; /* up to 256 KiB */
+            case 1:
+                size[i] = i % 50 == 0 ? 4 * MiB + (r >> 8) % MiB : 1 + (r >> 8) % 8192;
+                break;
+            default:
+                size[i] = 1 + (r >> 8) % 512;
+                break;
             }
             p[i] = seen(malloc(size[i]));
             EXPECT(p[i] != NULL, "malloc(%zu) = NULL", size[i]);
@@ -593,8 +599,8 @@ static bool calloc_overflow_fails_with_enomem(void)
 }
 
 static const size_t huge_sizes[] = {
-    (size_t)PTRDIFF_MAX + 1, SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 15, SIZE_MAX - 4095,
-    SIZE_MAX - 4 * MiB,      (size_t)PTRDIFF_MAX,
+    (size_t)PTRDIFF_MAX + 1, SIZE_MAX,           SIZE_MAX - 1,        SIZE_MAX - 15,
+    SIZE_MAX - 4095,         SIZE_MAX - 4 * MiB, (size_t)PTRDIFF_MAX,
 };
 
 static bool huge_sizes_fail_with_enomem(void)
@@ -699,9 +705,9 @@ static bool realloc_null_acts_as_malloc(void)
 static bool realloc_keeps_contents_when_growing_and_shrinking(void)
 {
     bool ok = true;
-    static const size_t chain[] = {1,      17,       300,      5000,    70000,  300000, 5 * MiB,
-                                   20 * MiB, 3 * MiB, 3 * MiB, 100,    8,      64 * KiB, 64 * KiB + 1,
-                                   200,    200000,   16};
+    static const size_t chain[] = {1,        17,           300,     5000,    70000, 300000,
+                                   5 * MiB,  20 * MiB,     3 * MiB, 3 * MiB, 100,   8,
+                                   64 * KiB, 64 * KiB + 1, 200,     200000,  16};
     void *p = NULL;
     size_t old = 0;
     for (size_t i = 0; i < ARRAY_LEN(chain); i++) {
@@ -781,8 +787,8 @@ static bool posix_memalign_gives_aligned_blocks(void)
             EXPECT(is_aligned(p, al) && is_aligned(p, 16),
                    "posix_memalign(%zu, %zu) = %p is misaligned", al, sizes[i], p);
             EXPECT(owned(p), "posix_memalign(%zu, %zu) = %p is not regal's", al, sizes[i], p);
-            EXPECT(malloc_usable_size(p) >= sizes[i],
-                   "posix_memalign(%zu, %zu): usable size %zu", al, sizes[i], malloc_usable_size(p));
+            EXPECT(malloc_usable_size(p) >= sizes[i], "posix_memalign(%zu, %zu): usable size %zu",
+                   al, sizes[i], malloc_usable_size(p));
             memset(p, 0xee, malloc_usable_size(p));
             free(p);
         }
@@ -801,7 +807,8 @@ static bool posix_memalign_rejects_bad_alignments(void)
         void *p = sentinel;
         int rc = posix_memalign(&p, opaque(bad[i]), 64);
         EXPECT(rc == EINVAL, "posix_memalign(%zu, 64) returned %d, expected EINVAL", bad[i], rc);
-        EXPECT(p == sentinel, "posix_memalign(%zu, 64) changed *memptr to %p on failure", bad[i], p);
+        EXPECT(p == sentinel, "posix_memalign(%zu, 64) changed *memptr to %p on failure", bad[i],
+               p);
         if (rc == 0)
             free(p);
     }
@@ -927,8 +934,8 @@ static bool usable_size_covers_the_request_and_is_writable(void)
     static size_t size[N], usable[N];
     for (size_t i = 0; i < SMALL; i++)
         size[i] = i + 1;
-    static const size_t more[] = {3000,   5000,    9000,    33000,   65536,   100000,
-                                  262145, 500000,  MiB - 1, MiB + 1, 3 * MiB, 4 * MiB + 3};
+    static const size_t more[] = {3000,   5000,   9000,    33000,   65536,   100000,
+                                  262145, 500000, MiB - 1, MiB + 1, 3 * MiB, 4 * MiB + 3};
     for (size_t i = 0; i < ARRAY_LEN(more); i++)
         size[SMALL + i] = more[i];
     for (size_t i = 0; i < N; i++) {
@@ -1034,8 +1041,11 @@ static bool mallinfo_malloc_stats_and_mallopt_are_callable(void)
     fputs("conformance: malloc_stats() output follows\n", stderr);
     malloc_stats(); /* prints to stderr; must not crash */
     static const int params[][2] = {
-        {M_TRIM_THRESHOLD, 128 * 1024}, {M_MMAP_THRESHOLD, 128 * 1024}, {M_ARENA_MAX, 8},
-        {M_TOP_PAD, 0},                 {-12345, 1},
+        {M_TRIM_THRESHOLD, 128 * 1024},
+        {M_MMAP_THRESHOLD, 128 * 1024},
+        {M_ARENA_MAX, 8},
+        {M_TOP_PAD, 0},
+        {-12345, 1},
     };
     for (size_t i = 0; i < ARRAY_LEN(params); i++) {
         int rc = mallopt(params[i][0], params[i][1]);
@@ -1056,8 +1066,8 @@ static bool libc_aliases_allocate_from_regal(void)
     if (m)
         fill(m, 100, 9);
     void *c = seen(__libc_calloc(opaque(10), 10));
-    EXPECT(c && owned(c) && all_zero(c, 100), "__libc_calloc(10, 10) = %p is not a zeroed regal block",
-           c);
+    EXPECT(c && owned(c) && all_zero(c, 100),
+           "__libc_calloc(10, 10) = %p is not a zeroed regal block", c);
     void *r = m ? seen(__libc_realloc(m, opaque(50000))) : NULL;
     EXPECT(r && owned(r) && filled(r, 100, 9),
            "__libc_realloc(p, 50000) = %p did not keep a regal block's contents", r);
@@ -1104,7 +1114,8 @@ static bool glibc_helpers_allocate_through_the_shim(void)
             arr = bigger;
         errno = 0;
         void *over = seen(reallocarray(arr, opaque(SIZE_MAX / 2), 4));
-        EXPECT(over == NULL && errno == ENOMEM, "reallocarray overflow = %p, errno %d", over, errno);
+        EXPECT(over == NULL && errno == ENOMEM, "reallocarray overflow = %p, errno %d", over,
+               errno);
         free(over);
     }
     free(arr);
@@ -1126,6 +1137,7 @@ static bool glibc_helpers_allocate_through_the_shim(void)
     return ok;
 }
 
+#ifdef HAVE_REGAL_H
 /* A pipe on stderr within this process, for short stretches. */
 typedef struct capture {
     int saved, rd;
@@ -1161,6 +1173,7 @@ static void capture_end(capture *c, char *buf, size_t cap)
     buf[len] = '\0';
     close(c->rd);
 }
+#endif
 
 static bool explicit_arena_blocks_are_freed_by_free(void)
 {
@@ -1372,7 +1385,8 @@ static const struct {
      "pvalloc)",
      huge_aligned_requests_fail_with_enomem},
     {"realloc(NULL, n) acts as malloc(n)", realloc_null_acts_as_malloc},
-    {"realloc keeps contents when growing and shrinking", realloc_keeps_contents_when_growing_and_shrinking},
+    {"realloc keeps contents when growing and shrinking",
+     realloc_keeps_contents_when_growing_and_shrinking},
     {"realloc(p, 0) frees p and returns NULL", realloc_to_zero_frees_and_returns_null},
     {"posix_memalign gives aligned blocks (8 B .. 2 MiB)", posix_memalign_gives_aligned_blocks},
     {"posix_memalign returns EINVAL for bad alignments and leaves *memptr alone",
@@ -1384,16 +1398,20 @@ static const struct {
     {"memalign with alignment 0 or a non-power of two fails with EINVAL",
      memalign_rejects_bad_alignments},
     {"valloc gives page-aligned blocks", valloc_gives_page_aligned_blocks},
-    {"pvalloc gives page-aligned blocks rounded up to whole pages", pvalloc_rounds_up_to_whole_pages},
+    {"pvalloc gives page-aligned blocks rounded up to whole pages",
+     pvalloc_rounds_up_to_whole_pages},
     {"malloc_usable_size covers the request and is writable to the end; 0 for NULL",
      usable_size_covers_the_request_and_is_writable},
-    {"malloc_trim returns 0 or 1 and keeps live blocks", malloc_trim_returns_0_or_1_and_keeps_live_blocks},
+    {"malloc_trim returns 0 or 1 and keeps live blocks",
+     malloc_trim_returns_0_or_1_and_keeps_live_blocks},
     {"mallinfo2 reports the live bytes in uordblks", mallinfo2_reports_live_bytes},
-    {"mallinfo, malloc_stats and mallopt are callable", mallinfo_malloc_stats_and_mallopt_are_callable},
+    {"mallinfo, malloc_stats and mallopt are callable",
+     mallinfo_malloc_stats_and_mallopt_are_callable},
     {"__libc_* aliases allocate from regal and mix with free", libc_aliases_allocate_from_regal},
     {"glibc's strdup, strndup, reallocarray, getline, asprintf allocate through the shim",
      glibc_helpers_allocate_through_the_shim},
-    {"explicit-arena blocks (regal_alloc) are freed by plain free", explicit_arena_blocks_are_freed_by_free},
+    {"explicit-arena blocks (regal_alloc) are freed by plain free",
+     explicit_arena_blocks_are_freed_by_free},
     {"free of a stack address is reported (regal: line) and ignored",
      free_of_a_stack_address_is_reported_and_ignored},
     {"double free is reported and ignored", double_free_is_reported_and_ignored},

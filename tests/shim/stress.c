@@ -14,6 +14,9 @@
  *  4. fork() 50 times while 3 threads hammer malloc/free/realloc: each child
  *     mallocs, callocs, frees (and starts a thread) and exits 0; the parent
  *     waits at most 20 s per child.  A hang is reported, not waited for.
+ *  5. malloc/free from pthread-key destructors, over every destructor round
+ *     (after regal's own per-thread teardown), and from an atexit handler
+ *     (a failure there turns the exit status non-zero).
  *
  * Fixed seeds; the only timing is the fork watchdog.
  */
@@ -23,6 +26,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,8 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
+#define KiB          ((size_t)1 << 10)
+#define MiB          ((size_t)1 << 20)
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- TAP ------------------------------------------------------------------ */
@@ -114,6 +118,26 @@ static bool block_intact(const void *p, size_t n, uint64_t seed)
     return memcmp(b + 8 * words, &last, n % 8) == 0;
 }
 
+/* For big blocks, filling every byte dominates the run time: the first and
+ * last 4 KiB only (which still touches the block's first and last pages). */
+static void mark_block(void *p, size_t n, uint64_t seed)
+{
+    if (n <= 64 * KiB) {
+        fill_block(p, n, seed);
+        return;
+    }
+    fill_block(p, 4 * KiB, seed);
+    fill_block((char *)p + n - 4 * KiB, 4 * KiB, ~seed);
+}
+
+static bool block_marked(const void *p, size_t n, uint64_t seed)
+{
+    if (n <= 64 * KiB)
+        return block_intact(p, n, seed);
+    return block_intact(p, 4 * KiB, seed) &&
+           block_intact((const char *)p + n - 4 * KiB, 4 * KiB, ~seed);
+}
+
 static bool aligned16(const void *p)
 {
     return ((uintptr_t)p & 15) == 0;
@@ -187,9 +211,9 @@ static bool runs_under_regal(void)
 enum { SHORT_THREADS = 10000, SHORT_BATCH = 8 };
 
 typedef struct short_job {
-    void *from_main;   /* a block of the main thread, freed by this thread */
+    void *from_main; /* a block of the main thread, freed by this thread */
     size_t main_size;
-    void *to_main;     /* a block of this thread, freed by the main thread */
+    void *to_main; /* a block of this thread, freed by the main thread */
     uint64_t seed;
     int errors;
 } short_job;
@@ -205,7 +229,7 @@ static void *short_thread(void *arg)
             job->errors++;
             continue;
         }
-        fill_block(p[i], sizes[i], job->seed + i);
+        mark_block(p[i], sizes[i], job->seed + i);
     }
     void *z = calloc(10, 100);
     if (!z)
@@ -214,7 +238,7 @@ static void *short_thread(void *arg)
         for (int i = 0; i < 1000; i++)
             job->errors += ((unsigned char *)z)[i] != 0;
     for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
-        if (p[i] && !block_intact(p[i], sizes[i], job->seed + i))
+        if (p[i] && !block_marked(p[i], sizes[i], job->seed + i))
             job->errors++;
         free(p[i]);
     }
@@ -271,7 +295,8 @@ static void short_threads_test(void)
     double grew = ((double)after - (double)before) / (double)MiB;
     diag("RSS before %.1f MiB, after %d threads %.1f MiB (%+.1f MiB)", (double)before / (double)MiB,
          SHORT_THREADS, (double)after / (double)MiB, grew);
-    tap(errors == 0, "%d short threads: blocks aligned, intact, freeable across threads (%d errors)",
+    tap(errors == 0,
+        "%d short threads: blocks aligned, intact, freeable across threads (%d errors)",
         SHORT_THREADS, errors);
     tap(before > 0 && after < before + 64 * MiB,
         "%d short threads: RSS grew by less than 64 MiB (%+.1f MiB)", SHORT_THREADS, grew);
@@ -292,8 +317,8 @@ static struct {
     pthread_cond_t not_empty, not_full;
     parcel item[QUEUE_CAP];
     size_t head, count;
-} queue = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, {{0}}, 0,
-           0};
+} queue = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, {{0}}, 0, 0};
 
 static atomic_long pc_bad_content, pc_bad_alloc, pc_consumed;
 
@@ -392,11 +417,14 @@ static atomic_long hammer_errors, hammer_ops;
 static size_t hammer_size(uint64_t r)
 {
     switch (r % 20) {
-    case 0: return 256 * KiB + (r >> 8) % (4 * MiB); /* large */
+    case 0:
+        return 256 * KiB + (r >> 8) % (4 * MiB); /* large */
     case 1:
     case 2:
-    case 3: return KiB + (r >> 8) % (64 * KiB); /* medium */
-    default: return 1 + (r >> 8) % 512; /* small */
+    case 3:
+        return KiB + (r >> 8) % (64 * KiB); /* medium */
+    default:
+        return 1 + (r >> 8) % 512; /* small */
     }
 }
 
@@ -435,14 +463,18 @@ static void *hammer(void *arg)
             size_t n = hammer_size(r >> 7);
             unsigned char *p = NULL;
             switch ((r >> 50) % 4) {
-            case 0: p = calloc(1, n); break;
+            case 0:
+                p = calloc(1, n);
+                break;
             case 1: {
                 void *al = NULL;
                 if (posix_memalign(&al, (size_t)64 << ((r >> 52) % 6), n) == 0)
                     p = al;
                 break;
             }
-            default: p = malloc(n); break;
+            default:
+                p = malloc(n);
+                break;
             }
             if (!p) {
                 atomic_fetch_add(&hammer_errors, 1);
@@ -540,8 +572,8 @@ static void fork_test(void)
             sleep_ns(1000000L);
         }
         if (w == 0) {
-            diag("fork %d: the child hung for %d s (allocator lock held across fork?); killed", round,
-                 FORK_TIMEOUT_S);
+            diag("fork %d: the child hung for %d s (allocator lock held across fork?); killed",
+                 round, FORK_TIMEOUT_S);
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             hung++;
@@ -573,13 +605,111 @@ static void fork_test(void)
     long errors = atomic_load(&hammer_errors);
     diag("hammer threads: %ld operations", atomic_load(&hammer_ops));
     tap(hammers == HAMMERS && errors == 0,
-        "hammer threads: allocations never failed and blocks stayed intact across forks (%ld errors)",
+        "hammer threads: allocations never failed and blocks stayed intact across forks (%ld "
+        "errors)",
         errors);
+}
+
+/* ---- 5. Allocation after the thread's allocator state is gone ------------------- */
+
+enum { LATE_THREADS = 200 };
+
+static pthread_key_t late_key;
+static atomic_long late_errors, late_rounds;
+
+typedef struct late {
+    int round;
+    void *keep; /* a block allocated in one round, checked and freed in the next */
+} late;
+
+static void late_destructor(void *value)
+{
+    late *l = value;
+    l->round++;
+    atomic_fetch_add(&late_rounds, 1);
+    if (l->keep && !block_intact(l->keep, 5000, (uint64_t)l->round))
+        atomic_fetch_add(&late_errors, 1);
+    free(l->keep);
+    l->keep = NULL;
+    static const size_t sizes[] = {16, 300, 5000, 100000, 2 * MiB};
+    for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+        unsigned char *p = malloc(sizes[i]);
+        if (!p) {
+            atomic_fetch_add(&late_errors, 1);
+            continue;
+        }
+        memset(p, 0x5c, sizes[i]);
+        p = realloc(p, sizes[i] * 2);
+        if (!p || p[sizes[i] - 1] != 0x5c)
+            atomic_fetch_add(&late_errors, 1);
+        free(p);
+    }
+    if (l->round < PTHREAD_DESTRUCTOR_ITERATIONS) {
+        l->keep = malloc(5000);
+        if (l->keep)
+            fill_block(l->keep, 5000, (uint64_t)l->round + 1);
+        if (pthread_setspecific(late_key, l) != 0) { /* run again next round */
+            atomic_fetch_add(&late_errors, 1);
+            free(l->keep);
+            free(l);
+        }
+    } else {
+        free(l);
+    }
+}
+
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    void *warm = malloc(100); /* the thread's allocator state exists */
+    free(warm);
+    late *l = calloc(1, sizeof *l);
+    if (!l || pthread_setspecific(late_key, l) != 0) {
+        atomic_fetch_add(&late_errors, 1);
+        free(l);
+    }
+    return NULL;
+}
+
+static void late_atexit(void)
+{
+    void *p = malloc(1000), *q = calloc(100, 100);
+    if (!p || !q)
+        _exit(3);
+    memset(p, 1, 1000);
+    p = realloc(p, 300000);
+    if (!p)
+        _exit(3);
+    free(p);
+    free(q);
+}
+
+static void late_allocation_test(void)
+{
+    if (pthread_key_create(&late_key, late_destructor) != 0) {
+        tap(false, "pthread_key_create failed");
+        return;
+    }
+    int errors = 0;
+    for (int i = 0; i < LATE_THREADS; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, late_thread, NULL) != 0 || pthread_join(t, NULL) != 0)
+            errors++;
+    }
+    long rounds = atomic_load(&late_rounds), bad = atomic_load(&late_errors);
+    if (rounds != (long)LATE_THREADS * PTHREAD_DESTRUCTOR_ITERATIONS)
+        diag("destructor rounds: %ld, expected %ld", rounds,
+             (long)LATE_THREADS * PTHREAD_DESTRUCTOR_ITERATIONS);
+    tap(errors == 0 && bad == 0,
+        "malloc/realloc/free in pthread-key destructors, every round, %d "
+        "threads (%ld errors)",
+        LATE_THREADS, bad + errors);
+    atexit(late_atexit);
 }
 
 int main(void)
 {
-    printf("1..7\n");
+    printf("1..8\n");
     fflush(stdout);
     bool regal = runs_under_regal();
     tap(regal, "runs under regal (the default arena owns this program's blocks)");
@@ -593,8 +723,10 @@ int main(void)
     diag("producer/consumer took %.1f s", t2 - t1);
     fork_test();
     diag("fork test took %.1f s", now_s() - t2);
+    late_allocation_test();
 
-    bool consistent = regal && regal_arena_check_p && regal_arena_check_p(regal_default_arena_p()) == 0;
+    bool consistent =
+        regal && regal_arena_check_p && regal_arena_check_p(regal_default_arena_p()) == 0;
     tap(consistent, "default arena consistent after the load (regal_arena_check)");
     return tap_failed ? 1 : 0;
 }
