@@ -5,6 +5,7 @@
  */
 #include "options.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,20 @@ static void apply(const char *item, size_t len)
     }
 }
 
+static void say_options(void)
+{
+    char buf[200];
+    int n =
+        snprintf(buf, sizeof buf, "regal: options: abort_on_error=%d stats=%s debug=%d verbose=1\n",
+                 opts.abort_on_error,
+                 opts.stats_json ? "json"
+                 : opts.stats    ? "1"
+                                 : "0",
+                 opts.debug);
+    if (n > 0 && write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0)
+        return;
+}
+
 void rg_options_init(void)
 {
     if (__atomic_exchange_n(&parsed, 1, __ATOMIC_ACQ_REL))
@@ -64,6 +79,11 @@ void rg_options_init(void)
             apply(env, len);
         env += len + (env[len] == ',');
     }
+    /* Programs that close stderr at exit (coreutils' close_stdout) would
+     * lose the exit statistics: keep a copy of it. */
+    opts.stats_fd = opts.stats ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3) : -1;
+    if (opts.verbose)
+        say_options();
 }
 
 const struct rg_options *rg_options(void)

@@ -10,6 +10,7 @@ struct rg_options {
     bool stats_json;     /* ... as JSON (stats=json) */
     bool debug;          /* the default arena is a debug arena */
     bool verbose;        /* say what was configured */
+    int stats_fd;        /* a copy of stderr taken at start-up for the exit statistics */
 };
 
 /* Parses REGAL_OPTIONS the first time; cheap afterwards.  Never allocates. */

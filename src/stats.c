@@ -204,8 +204,12 @@ __attribute__((destructor)) static void print_at_exit(void)
     if (!o->stats)
         return;
     regal_arena *a = regal_default_arena();
+    FILE *out = o->stats_fd >= 0 ? fdopen(o->stats_fd, "w") : NULL;
+    if (out == NULL)
+        out = stderr;
     if (o->stats_json)
-        regal_arena_print_stats_json(a, stderr);
+        regal_arena_print_stats_json(a, out);
     else
-        regal_arena_print_stats(a, stderr);
+        regal_arena_print_stats(a, out);
+    fflush(out);
 }
