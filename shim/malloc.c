@@ -32,25 +32,32 @@ static regal_arena *arena(void)
     return regal_default_arena();
 }
 
-/* Under memcheck the block is announced here, inlined into the caller, so
- * memcheck's allocation stacks start at malloc, calloc... as with glibc. */
+/* Whether the default arena's blocks are tracked (under memcheck, or
+ * REGAL_OPTIONS=debug). */
+RG_INLINE bool is_tracked(void)
+{
+    return rg_arena_tracked(arena());
+}
+
+/* A tracked block, announced here, inlined into the caller, so memcheck's
+ * allocation stacks start at malloc, calloc... as with glibc. */
 RG_INLINE void *tracked(size_t size, size_t align, bool zero)
 {
-    void *p = rg_track_alloc(arena(), size, align, zero);
+    void *p = rg_track_alloc(arena(), size, align, zero, __builtin_return_address(0));
     rg_vg_block_alloc(p, size, zero);
     return p;
 }
 
 RG_INLINE void *aligned(size_t alignment, size_t size)
 {
-    if (rg_vg() && rg_is_pow2(alignment))
+    if (rg_is_pow2(alignment) && is_tracked())
         return tracked(size, alignment < RG_ALIGN ? RG_ALIGN : alignment, false);
     return regal_aligned_alloc(arena(), alignment, size);
 }
 
 SHIM void *malloc(size_t size)
 {
-    if (rg_vg())
+    if (RG_UNLIKELY(is_tracked()))
         return tracked(size, RG_ALIGN, false);
     return regal_alloc(arena(), size);
 }
@@ -67,7 +74,7 @@ SHIM void free(void *p)
 SHIM void *calloc(size_t count, size_t size)
 {
     size_t total;
-    if (rg_vg() && !__builtin_mul_overflow(count, size, &total))
+    if (is_tracked() && !__builtin_mul_overflow(count, size, &total))
         return tracked(total, RG_ALIGN, true);
     return regal_calloc(arena(), count, size);
 }

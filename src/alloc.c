@@ -48,16 +48,27 @@ RG_NOINLINE void *rg_alloc_checked(regal_arena *a, size_t size, size_t align)
     return p;
 }
 
+/* A block of a tracked arena, announced here: inlined into each entry point
+ * so memcheck's allocation stack starts at the entry point. */
+#define TRACKED_ALLOC(a, size, align, zero)                                                        \
+    do {                                                                                           \
+        void *tracked_ =                                                                           \
+            rg_track_alloc((a), (size), (align), (zero), __builtin_return_address(0));             \
+        rg_vg_block_alloc(tracked_, (size), (zero));                                               \
+        return tracked_;                                                                           \
+    } while (0)
+
+static bool tracked(regal_arena *a)
+{
+    return rg_arena_is_live(a) && rg_arena_tracked(a);
+}
+
 /* The fast path: a small request served from the first span of its class
- * queue; anything else goes through alloc_aligned. */
+ * queue; anything else goes through the checked path. */
 void *regal_alloc(regal_arena *a, size_t size)
 {
-    if (rg_vg()) {
-        void *p = rg_track_alloc(a, size, RG_ALIGN, false);
-        rg_vg_block_alloc(p, size, false);
-        return p;
-    }
-    if (RG_LIKELY(size <= RG_SMALL_MAX && a != NULL && a->magic == RG_ARENA_MAGIC)) {
+    if (RG_LIKELY(size <= RG_SMALL_MAX && a != NULL && a->magic == RG_ARENA_MAGIC &&
+                  !rg_arena_tracked(a))) {
         unsigned c = rg_size_class(size);
         bool locked = rg_arena_needs_lock(a);
         if (locked)
@@ -73,6 +84,8 @@ void *regal_alloc(regal_arena *a, size_t size)
         if (locked)
             pthread_mutex_unlock(&a->lock);
     }
+    if (tracked(a))
+        TRACKED_ALLOC(a, size, RG_ALIGN, false);
     return rg_alloc_checked(a, size, RG_ALIGN);
 }
 
@@ -84,11 +97,8 @@ void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
     }
     if (alignment < RG_ALIGN)
         alignment = RG_ALIGN;
-    if (rg_vg()) {
-        void *p = rg_track_alloc(a, size, alignment, false);
-        rg_vg_block_alloc(p, size, false);
-        return p;
-    }
+    if (tracked(a))
+        TRACKED_ALLOC(a, size, alignment, false);
     return rg_alloc_checked(a, size, alignment);
 }
 
@@ -99,11 +109,8 @@ void *regal_calloc(regal_arena *a, size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (rg_vg()) {
-        void *p = rg_track_alloc(a, total, RG_ALIGN, true);
-        rg_vg_block_alloc(p, total, true);
-        return p;
-    }
+    if (tracked(a))
+        TRACKED_ALLOC(a, total, RG_ALIGN, true);
     void *p = regal_alloc(a, total);
     if (p != NULL)
         memset(p, 0, regal_usable_size(p));
@@ -151,21 +158,29 @@ static regal_arena *lock_block(const char *op, const void *p, struct rg_ref *ref
     return a;
 }
 
+bool rg_owner_tracked(const void *p)
+{
+    struct rg_chunk *c;
+    rg_vg_quiet_begin();
+    regal_arena *a = rg_owner(p, &c);
+    bool t = a != NULL && rg_arena_tracked(a);
+    rg_vg_quiet_end();
+    return t;
+}
+
 void regal_free(void *p)
 {
-    if (rg_vg()) {
-        rg_track_free(p);
-        return;
-    }
     rg_free_checked(p);
 }
 
-/* The fast path: a live slot of a class or pool span. */
+/* The fast path: a live slot of a class or pool span of an arena that is
+ * not tracked (a tracked block never starts a slot, so it fails the slot
+ * check anyway; the flag test makes that independent of the layout). */
 void rg_free_checked(void *p)
 {
     struct rg_chunk *c = rg_chunk_of(p);
     if (RG_LIKELY(p != NULL && rg_chunk_is_mapped(p) && c->magic == RG_CHUNK_MAGIC &&
-                  c->kind == RG_CHUNK_PAGES)) {
+                  c->kind == RG_CHUNK_PAGES && !rg_arena_tracked(c->arena))) {
         regal_arena *a = c->arena;
         bool locked = rg_arena_needs_lock(a);
         if (locked)
@@ -195,6 +210,10 @@ static RG_COLD void free_slow(void *p)
 {
     if (p == NULL)
         return;
+    if (rg_owner_tracked(p)) {
+        rg_track_free(p);
+        return;
+    }
     struct rg_ref ref;
     regal_arena *a = lock_block("free", p, &ref, true);
     if (a == NULL)
@@ -208,7 +227,7 @@ size_t regal_usable_size(const void *p)
 {
     if (p == NULL)
         return 0;
-    if (rg_vg())
+    if (rg_owner_tracked(p))
         return rg_track_usable(p);
     struct rg_ref ref;
     regal_arena *a = lock_block("usable_size", p, &ref, true);
@@ -221,6 +240,8 @@ size_t regal_usable_size(const void *p)
 
 regal_arena *regal_arena_of(const void *p)
 {
+    if (rg_owner_tracked(p))
+        return rg_track_owner(p);
     struct rg_ref ref;
     rg_vg_quiet_begin();
     regal_arena *a = lock_block("arena_of", p, &ref, false);
@@ -269,12 +290,12 @@ static void *realloc_move(regal_arena *a, regal_arena *from, const struct rg_ref
 
 void *regal_realloc(regal_arena *a, void *p, size_t size)
 {
-    if (rg_vg())
-        return rg_track_realloc(a, p, size);
     if (p == NULL)
         return regal_alloc(a, size);
     if (!arena_is_usable(a) || !size_is_sane(size))
         return NULL;
+    if (rg_arena_tracked(a) || rg_owner_tracked(p))
+        return rg_track_realloc(a, p, size, __builtin_return_address(0));
     struct rg_ref ref;
     regal_arena *from = lock_block("realloc", p, &ref, true);
     if (from == NULL) {

@@ -113,6 +113,7 @@ struct rg_chunk *rg_arena_add_chunk(regal_arena *a, enum rg_chunk_kind kind)
     }
     rg_chunk_set_committed(c, 0, meta);
     rg_vg_noaccess(c, RG_CHUNK_SIZE);
+    rg_vg_defined(c, sizeof(struct rg_chunk)); /* read by the fast paths; no block pointers */
     if (kind == RG_CHUNK_PAGES)
         rg_pages_chunk_init(c);
     else
@@ -220,11 +221,14 @@ static regal_arena *arena_new(const regal_arena_config *cfg)
     }
     regal_arena *a = (regal_arena *)home;
     rg_vg_noaccess(home, RG_CHUNK_SIZE);
+    rg_vg_defined(home, sizeof(regal_arena)); /* read by the fast paths; no block pointers */
     home->arena = a;
     rg_pages_chunk_init(home);
     rg_chunk_set_committed(home, 0, chunk_meta_bytes(RG_CHUNK_PAGES));
     a->magic = RG_ARENA_MAGIC;
     a->flags = cfg ? cfg->flags : 0;
+    if ((a->flags & REGAL_ARENA_DEBUG) || rg_vg())
+        a->flags |= RG_ARENA_TRACKED;
     a->limit = cfg ? cfg->limit : 0;
     if (cfg && cfg->name)
         strncpy(a->name, cfg->name, RG_NAME_MAX - 1);
@@ -288,7 +292,12 @@ void regal_arena_destroy(regal_arena *a)
         return;
     }
     rg_vg_quiet_begin();
-    if (rg_vg())
+    bool debug = (a->flags & REGAL_ARENA_DEBUG) != 0, tracked = rg_arena_tracked(a);
+    rg_vg_quiet_end();
+    if (debug)
+        rg_track_leak_report(a, "destroy");
+    rg_vg_quiet_begin();
+    if (tracked)
         rg_track_arena_release(a);
     registry_remove(a);
     release_chunks(a);
@@ -303,7 +312,7 @@ void regal_arena_reset(regal_arena *a)
     if (a == NULL || !arena_is_valid_handle(a, "reset"))
         return;
     rg_vg_quiet_begin();
-    if (rg_vg())
+    if (rg_arena_tracked(a))
         rg_track_arena_release(a);
     rg_arena_lock(a);
     rg_large_reset(a);
@@ -322,7 +331,8 @@ static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 static void default_init(void)
 {
-    regal_arena_config cfg = {.name = "default"};
+    regal_arena_config cfg = {.name = "default",
+                              .flags = rg_options()->debug ? REGAL_ARENA_DEBUG : 0};
     default_arena = arena_new(&cfg);
     if (default_arena != NULL)
         default_arena->is_default = true;

@@ -11,7 +11,9 @@
 #include "vg.h"
 
 #define RG_ARENA_MAGIC 0x6172656eu /* "aren" */
-#define RG_NAME_MAX    32
+/* Internal flag: the arena's blocks are tracked (src/track.c). */
+#define RG_ARENA_TRACKED (1u << 31)
+#define RG_NAME_MAX      32
 
 /* blocks_in_use is alloc_count - free_count. */
 struct rg_counters {
@@ -85,6 +87,11 @@ RG_INLINE bool rg_arena_is_live(const regal_arena *a)
     return live;
 }
 
+RG_INLINE bool rg_arena_tracked(const regal_arena *a)
+{
+    return (a->flags & RG_ARENA_TRACKED) != 0;
+}
+
 /* Counts bytes [from, to) of chunk c (offsets from c) as committed; false
  * (nothing changed) when that would pass the arena's limit even after
  * dropping its caches. */
@@ -133,6 +140,8 @@ void rg_free_uncounted(void *p);
 /* Locks p's arena if p is a live block and returns it with the block's
  * reference; otherwise reports nothing and returns NULL with *status set. */
 regal_arena *rg_block_lock(const void *p, struct rg_ref *ref, enum rg_ref_status *status);
+/* Whether p lies in a chunk of a tracked arena (quiet, any pointer). */
+bool rg_owner_tracked(const void *p);
 /* Reports what p is (it was not a live block) for operation op. */
 void rg_report_bad_pointer(const char *op, const void *p, enum rg_ref_status st,
                            const struct rg_ref *ref);

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "large.h"
 #include "pool.h"
+#include "track.h"
 #include "vg.h"
 
 bool rg_check_fail(const void *where, const char *fmt, ...)
@@ -104,6 +105,8 @@ int regal_arena_check(regal_arena *a)
         else if (a->limit != 0 && a->mapped > a->limit)
             rg_check_fail(a, "mapped %zu above limit %zu (arena.c invariant 2)", a->mapped,
                           a->limit);
+        else if (rg_arena_tracked(a) && rg_track_check(a) > 0)
+            rc = -1; /* each trampled canary was reported */
         else
             rc = 0;
     }

@@ -109,6 +109,7 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
             return NULL;
         }
         rg_vg_noaccess(c, need);
+        rg_vg_defined(c, sizeof(struct rg_chunk));
         c->magic = RG_CHUNK_MAGIC;
         c->kind = RG_CHUNK_LARGE;
         c->arena = a;

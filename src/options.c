@@ -38,6 +38,7 @@ static void apply(const char *item, size_t len)
                  : is(item, nlen, "stats")        ? &opts.stats
                  : is(item, nlen, "debug")        ? &opts.debug
                  : is(item, nlen, "verbose")      ? &opts.verbose
+                 : is(item, nlen, "leaks")        ? &opts.leaks
                                                   : NULL;
     if (flag == NULL) {
         warn("unknown option", item, len);
@@ -57,13 +58,10 @@ static void apply(const char *item, size_t len)
 static void say_options(void)
 {
     char buf[200];
-    int n =
-        snprintf(buf, sizeof buf, "regal: options: abort_on_error=%d stats=%s debug=%d verbose=1\n",
-                 opts.abort_on_error,
-                 opts.stats_json ? "json"
-                 : opts.stats    ? "1"
-                                 : "0",
-                 opts.debug);
+    const char *stats = opts.stats_json ? "json" : opts.stats ? "1" : "0";
+    int n = snprintf(buf, sizeof buf,
+                     "regal: options: abort_on_error=%d stats=%s debug=%d leaks=%d verbose=1\n",
+                     opts.abort_on_error, stats, opts.debug, opts.leaks);
     if (n > 0 && write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0)
         return;
 }

@@ -9,6 +9,7 @@ struct rg_options {
     bool stats;          /* print the default arena's statistics at exit */
     bool stats_json;     /* ... as JSON (stats=json) */
     bool debug;          /* the default arena is a debug arena */
+    bool leaks;          /* list the default arena's live blocks at exit */
     bool verbose;        /* say what was configured */
     int stats_fd;        /* a copy of stderr taken at start-up for the exit statistics */
 };

@@ -26,13 +26,13 @@ static bool pool_is_live(regal_pool *p, const char *what)
 }
 
 /* Slots hold a free-list link when free and keep every object aligned;
- * under Valgrind they also hold a redzone (track.c). */
-static size_t slot_size(size_t object_size, size_t alignment)
+ * in tracked arenas they also hold a header and canary (track.c). */
+static size_t slot_size(regal_arena *a, size_t object_size, size_t alignment, uint32_t *offset)
 {
-    size_t bytes = object_size + (rg_vg() ? RG_VG_REDZONE : 0);
-    if (bytes < sizeof(void *))
-        bytes = sizeof(void *);
-    return rg_align_up(bytes, alignment);
+    *offset = 0;
+    if (rg_arena_tracked(a))
+        return rg_track_pool_slot(object_size, alignment, offset);
+    return rg_align_up(object_size < sizeof(void *) ? sizeof(void *) : object_size, alignment);
 }
 
 regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignment)
@@ -51,7 +51,8 @@ regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignme
         p->magic = RG_POOL_MAGIC;
         p->arena = a;
         p->object_size = object_size;
-        rg_pageq_init(&p->q, (uint32_t)slot_size(object_size, alignment), RG_PAGE_POOL);
+        size_t slot = slot_size(a, object_size, alignment, &p->track_offset);
+        rg_pageq_init(&p->q, (uint32_t)slot, RG_PAGE_POOL);
         p->prev = NULL;
         p->next = a->pools;
         if (a->pools)
@@ -80,9 +81,9 @@ void *regal_pool_alloc(regal_pool *p)
         errno = EINVAL;
         return NULL;
     }
-    if (rg_vg()) {
+    if (rg_owner_tracked(p)) { /* the pool lives in its arena's chunk */
         size_t size;
-        void *obj = rg_track_pool_alloc(p, &size);
+        void *obj = rg_track_pool_alloc(p, &size, __builtin_return_address(0));
         rg_vg_block_alloc(obj, size, false);
         return obj;
     }
@@ -93,6 +94,14 @@ void regal_pool_free(regal_pool *p, void *obj)
 {
     if (obj == NULL || !pool_is_live(p, "regal_pool_free"))
         return;
+    if (rg_owner_tracked(p)) {
+        if (rg_track_queue(obj) == &p->q)
+            rg_track_free(obj); /* canaries, double free, quarantine */
+        else
+            rg_report(REGAL_ERR_INVALID_FREE, obj, NULL,
+                      "regal_pool_free of %p: not an object of pool %p", obj, (void *)p);
+        return;
+    }
     struct rg_ref ref;
     enum rg_ref_status st;
     rg_vg_quiet_begin();
@@ -100,16 +109,14 @@ void regal_pool_free(regal_pool *p, void *obj)
     size_t object_size = p->object_size;
     bool live = rg_block_lock(obj, &ref, &st) != NULL;
     bool ours = ref.page != NULL && ref.page->queue == &p->q;
-    if (live && ours && !rg_vg()) {
+    if (live && ours) {
         rg_page_free(a, ref.page, obj);
         rg_stats_free(a, p->q.slot_size);
     }
     if (live)
         rg_arena_unlock(a);
     rg_vg_quiet_end();
-    if (live && ours && rg_vg())
-        rg_track_free(obj); /* quarantine, double-free check, client request */
-    else if (ours && st == RG_REF_DEAD)
+    if (ours && st == RG_REF_DEAD)
         rg_report(REGAL_ERR_DOUBLE_FREE, obj, a, "double free of %p (pool object of %zu bytes)",
                   obj, object_size);
     else if (!(live && ours))
@@ -121,7 +128,7 @@ void regal_pool_free(regal_pool *p, void *obj)
 static void pool_release(regal_pool *p)
 {
     regal_arena *a = p->arena;
-    size_t quarantined = rg_vg() ? rg_track_pool_release(&p->q) : 0; /* counted as freed */
+    size_t quarantined = rg_arena_tracked(a) ? rg_track_pool_release(&p->q) : 0; /* freed */
     size_t live = 0;
     for (struct rg_page *pg = p->q.avail; pg != NULL; pg = pg->next)
         live += pg->used;

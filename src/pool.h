@@ -11,6 +11,7 @@ struct regal_pool {
     uint32_t magic;            /* RG_POOL_MAGIC while alive */
     struct regal_arena *arena; /* owner */
     size_t object_size;        /* as asked; slots are q.slot_size */
+    uint32_t track_offset;     /* tracked arenas: object offset in its slot */
     struct rg_pageq q;
     struct regal_pool *next; /* the arena's live pools */
     struct regal_pool *prev;

@@ -15,6 +15,7 @@
 #include "large.h"
 #include "options.h"
 #include "pool.h"
+#include "track.h"
 #include "vg.h"
 
 void regal_arena_stats(regal_arena *a, regal_stats *out)
@@ -197,10 +198,13 @@ void regal_arena_print_stats_json(regal_arena *a, FILE *out)
             snap.cached, snap.cached_bytes);
 }
 
-/* REGAL_OPTIONS=stats: the default arena's figures at exit, if it exists. */
+/* REGAL_OPTIONS=stats: the default arena's figures at exit; leaks: its
+ * live blocks. */
 __attribute__((destructor)) static void print_at_exit(void)
 {
     const struct rg_options *o = rg_options();
+    if (o->leaks)
+        rg_track_leak_report(regal_default_arena(), "at exit");
     if (!o->stats)
         return;
     regal_arena *a = regal_default_arena();

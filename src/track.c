@@ -1,39 +1,50 @@
 /*
- * The Valgrind mode of the block API, taken when rg_vg() (src/vg.h) says
- * the process runs under Valgrind.  On top of the checked paths of
- * alloc.c it
- *  - asks for RG_VG_REDZONE more bytes per block, announces only the
- *    requested bytes (MALLOCLIKE with that redzone), so a one-byte overrun
- *    lands in NOACCESS memory;
- *  - keeps the requested size in the last word of the block's usable space
- *    (inside the redzone), with FREED set while the block is quarantined;
- *  - holds freed blocks in a FIFO quarantine (QUARANTINE_BLOCKS blocks,
- *    QUARANTINE_BYTES bytes) before their memory is reused, so a use after
- *    free is reported as such, as memcheck does for its own malloc;
- *  - hands every double or invalid free to memcheck too (FREELIKE), so the
- *    user sees memcheck's "Invalid free()" beside regal's report;
- *  - always moves on realloc, as memcheck's own realloc does.
+ * Tracked blocks: the block API of debug arenas (REGAL_ARENA_DEBUG, or the
+ * default arena with REGAL_OPTIONS=debug) and of every arena under
+ * memcheck.  A tracked block is carved from an engine block ("internal")
+ * with a header before the user's bytes and a canary after them:
+ *
+ *   internal [offset][... canary ...] hdr{offset, size, site, canary} p [size bytes] [canary >= 16]
+ *
+ * hdr sits right before p; offset = p - internal (>= TRACK_FRONT; larger
+ * for alignments above 32, in which case internal's first word holds it
+ * too, so a walk over engine blocks finds p).  On top of that:
+ *  - the canaries (front and back) are checked on free, on realloc and by
+ *    regal_arena_check: a trampled one is REGAL_ERR_OVERFLOW;
+ *  - natively, fresh blocks are filled with FILL_FRESH and freed ones with
+ *    FILL_FREED, which is checked when they leave the quarantine: a write
+ *    after free is REGAL_ERR_CORRUPTION;
+ *  - freed blocks wait in a FIFO quarantine (QUARANTINE_BLOCKS blocks,
+ *    QUARANTINE_BYTES bytes) before their memory is reused;
+ *  - under memcheck every block is announced (MALLOCLIKE for the requested
+ *    size, by the public entry point so stacks start there), FREELIKEd on
+ *    free, reset and destroy, and bad frees are handed to memcheck too;
+ *  - realloc always moves (as memcheck's own does); usable size is the
+ *    requested size; the allocation site is kept for leak reports.
  * Statistics count a block as freed when it enters the quarantine.
  *
- * Invariant: a block is in the quarantine <=> its size word has FREED set
- * and it is live inside regal.  The quarantine's lock is never held while
+ * Invariant: a block is in the quarantine <=> hdr.size has FREED set and
+ * its internal block is live.  The quarantine's lock is never held while
  * an arena lock is taken.
  */
 #include "track.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arena.h"
+#include "error.h"
 #include "pool.h"
 #include "stats.h"
 
 bool rg_vg_running;
 
-/* The Valgrind mode is for memcheck (and tools that answer its requests):
- * MAKE_MEM_DEFINED returns -1 there and 0 under other tools (callgrind,
- * massif...), which then measure regal as it runs natively. */
+/* memcheck (and tools that answer its requests): MAKE_MEM_DEFINED returns
+ * -1 there and 0 under other tools (callgrind, massif...), which then
+ * measure regal as it runs natively. */
 void rg_vg_init(void)
 {
 #if RG_VG_COMPILED
@@ -43,101 +54,171 @@ void rg_vg_init(void)
 }
 
 #define FREED             ((size_t)1 << 63)
+#define CANARY            0xca
+#define FILL_FRESH        0xaa
+#define FILL_FREED        0xdd
 #define QUARANTINE_BLOCKS 4096
 #define QUARANTINE_BYTES  ((size_t)16 << 20)
 #define EVICT_MAX         16
 
-struct qentry {
-    void *p;
-    regal_arena *arena;
-    const struct rg_pageq *queue; /* pages blocks: their span's queue */
-    size_t bytes;
+struct hdr {
+    uint64_t offset;  /* p - internal */
+    size_t size;      /* requested bytes | FREED while quarantined */
+    const void *site; /* the caller of the allocation */
+    uint64_t canary;  /* CANARY bytes */
 };
 
-static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
-static struct qentry ring[QUARANTINE_BLOCKS];
-static size_t qhead, qcount, qbytes;
+static_assert(sizeof(struct hdr) == RG_TRACK_FRONT, "header layout");
 
-/* ---- the size word ---- */
-
-static size_t word_get(const void *p, size_t usable)
+static struct hdr *hdr_of(const void *p)
 {
-    size_t w;
-    memcpy(&w, (const uint8_t *)p + usable - sizeof w, sizeof w);
-    return w;
+    return (struct hdr *)((uint8_t *)p - sizeof(struct hdr));
 }
 
-static void word_set(void *p, size_t usable, size_t w)
-{
-    memcpy((uint8_t *)p + usable - sizeof w, &w, sizeof w);
-}
+/* ---- the block behind a user pointer ---- */
 
-/* A live, not quarantined block: its requested size and arena.  Locks and
- * unlocks the arena; call between rg_vg_quiet_begin and _end. */
 struct tracked {
-    regal_arena *arena; /* NULL if p is not such a block */
+    regal_arena *arena; /* NULL unless p is a live, not quarantined block */
     enum rg_ref_status status;
     struct rg_ref ref;
-    size_t usable, size;
+    uint8_t *internal;
+    size_t usable; /* of the internal block */
+    size_t size;   /* requested, FREED bit removed */
 };
 
+/* Resolves p; call between rg_vg_quiet_begin and _end. */
 static struct tracked lookup(const void *p)
 {
-    struct tracked t = {0};
-    t.arena = rg_block_lock(p, &t.ref, &t.status);
-    if (t.arena == NULL)
+    struct tracked t = {.status = RG_REF_FOREIGN};
+    struct rg_chunk *c;
+    regal_arena *owner = rg_owner(p, &c);
+    if (owner == NULL || !rg_arena_tracked(owner) || rg_chunk_of((const uint8_t *)p - 1) != c ||
+        ((uintptr_t)p - (uintptr_t)c) < sizeof(struct hdr) + 1)
         return t;
-    t.usable = rg_ref_usable(&t.ref, p);
-    t.size = word_get(p, t.usable);
-    rg_arena_unlock(t.arena);
-    if (t.size & FREED) {
+    const struct hdr *h = hdr_of(p);
+    if (h->offset < sizeof(struct hdr) || h->offset > (uintptr_t)p - (uintptr_t)c)
+        return t;
+    t.internal = (uint8_t *)p - h->offset;
+    regal_arena *a = rg_block_lock(t.internal, &t.ref, &t.status);
+    if (a == NULL)
+        return t;
+    t.usable = rg_ref_usable(&t.ref, t.internal);
+    size_t size = h->size;
+    rg_arena_unlock(a);
+    t.size = size & ~FREED;
+    if (t.usable < h->offset + t.size + RG_TRACK_BACK) {
+        t.status = RG_REF_FOREIGN;
+    } else if (size & FREED) {
         t.status = RG_REF_DEAD;
-        t.arena = NULL;
+    } else {
+        t.arena = a;
     }
     return t;
 }
 
+static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != v)
+            return false;
+    return true;
+}
+
+/* Front and back canaries of a live block; reports an overrun or underrun. */
+static bool canaries_ok(const void *p, const struct tracked *t)
+{
+    const struct hdr *h = hdr_of(p);
+    uint64_t front;
+    memset(&front, CANARY, sizeof front);
+    size_t back = t->usable - h->offset - t->size;
+    bool under = h->canary != front, over = !all_bytes((const uint8_t *)p + t->size, back, CANARY);
+    if (under || over)
+        rg_report(REGAL_ERR_OVERFLOW, p, t->arena,
+                  "block %p of %zu bytes: canary %s the block was overwritten", p, t->size,
+                  under ? "before" : "after");
+    return !under && !over;
+}
+
 /* ---- allocation ---- */
 
-static void *announce(void *p, size_t size, bool zero)
+/* Lays out a tracked block in internal block q of usable bytes. */
+static void *carve(uint8_t *q, size_t usable, size_t offset, size_t size, bool zero,
+                   const void *site)
 {
-    if (p == NULL)
-        return NULL;
-    struct tracked t = lookup(p);
-    word_set(p, t.usable, size);
-    if (zero)
-        memset(p, 0, size);
+    uint8_t *p = q + offset;
+    memset(q, CANARY, offset);
+    memcpy(q, &offset, sizeof offset); /* for walks over engine blocks */
+    struct hdr h = {offset, size, site, 0};
+    memset(&h.canary, CANARY, sizeof h.canary);
+    memcpy(hdr_of(p), &h, sizeof h);
+    memset(p, zero ? 0 : rg_vg() ? 0 : FILL_FRESH, size);
+    memset(p + size, CANARY, usable - offset - size);
     return p;
 }
 
 static size_t quarantine_flush(regal_arena *a);
 
-void *rg_track_alloc(regal_arena *a, size_t size, size_t align, bool zero)
+static size_t front_for(size_t align)
 {
-    if (size > PTRDIFF_MAX - RG_VG_REDZONE) {
+    return align > RG_TRACK_FRONT ? align : RG_TRACK_FRONT;
+}
+
+void *rg_track_alloc(regal_arena *a, size_t size, size_t align, bool zero, const void *site)
+{
+    size_t offset = front_for(align);
+    if (size > PTRDIFF_MAX - offset - RG_TRACK_BACK) {
         errno = ENOMEM;
         return NULL;
     }
+    size_t need = offset + size + RG_TRACK_BACK;
     rg_vg_quiet_begin();
-    void *p = rg_alloc_checked(a, size + RG_VG_REDZONE, align);
+    uint8_t *q = rg_alloc_checked(a, need, align);
     /* At an arena's limit, quarantined blocks give their memory back. */
-    if (p == NULL && errno == ENOMEM && quarantine_flush(a) > 0)
-        p = rg_alloc_checked(a, size + RG_VG_REDZONE, align);
-    p = announce(p, size, zero);
+    if (q == NULL && errno == ENOMEM && quarantine_flush(a) > 0)
+        q = rg_alloc_checked(a, need, align);
+    void *p = NULL;
+    if (q != NULL) {
+        struct rg_ref ref;
+        enum rg_ref_status st;
+        regal_arena *owner = rg_block_lock(q, &ref, &st);
+        size_t usable = rg_ref_usable(&ref, q);
+        rg_arena_unlock(owner);
+        p = carve(q, usable, offset, size, zero, site);
+    }
     rg_vg_quiet_end();
     return p;
 }
 
-void *rg_track_pool_alloc(regal_pool *pool, size_t *size)
+void *rg_track_pool_alloc(regal_pool *pool, size_t *size, const void *site)
 {
     rg_vg_quiet_begin();
     *size = pool->object_size;
-    void *p = announce(rg_pool_alloc_checked(pool), *size, false);
+    uint8_t *q = rg_pool_alloc_checked(pool);
+    void *p = q ? carve(q, pool->q.slot_size, pool->track_offset, *size, false, site) : NULL;
     rg_vg_quiet_end();
     return p;
 }
 
+size_t rg_track_pool_slot(size_t object_size, size_t align, uint32_t *offset)
+{
+    *offset = (uint32_t)front_for(align);
+    return rg_align_up(*offset + object_size + RG_TRACK_BACK, align);
+}
+
 /* ---- the quarantine ---- */
+
+struct qentry {
+    void *p;
+    uint8_t *internal;
+    regal_arena *arena;
+    const struct rg_pageq *queue; /* pages blocks: their span's queue */
+    size_t size;                  /* requested bytes */
+    size_t bytes;                 /* of the internal block */
+};
+
+static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
+static struct qentry ring[QUARANTINE_BLOCKS];
+static size_t qhead, qcount, qbytes;
 
 static struct qentry *at(size_t i)
 {
@@ -187,13 +268,17 @@ static size_t quarantine_take(regal_arena *a, const struct rg_pageq *queue, stru
     return taken;
 }
 
-size_t rg_track_forget(regal_arena *a, const struct rg_pageq *queue)
+/* A block leaves the quarantine: natively, its freed fill must be intact;
+ * then its memory goes back to the engine.  Quiet. */
+static void release(const struct qentry *e)
 {
-    return quarantine_take(a, queue, NULL);
+    if (!rg_vg() && !all_bytes(e->p, e->size, FILL_FREED))
+        rg_report(REGAL_ERR_CORRUPTION, e->p, e->arena,
+                  "block %p of %zu bytes was written after it was freed", e->p, e->size);
+    rg_free_uncounted(e->internal);
 }
 
-/* Gives the memory of a's quarantined blocks back to a (they stay freed
- * for memcheck). */
+/* Gives the memory of a's quarantined blocks back to a. */
 static size_t quarantine_flush(regal_arena *a)
 {
     static struct qentry out[QUARANTINE_BLOCKS]; /* guarded by flush_lock */
@@ -201,7 +286,7 @@ static size_t quarantine_flush(regal_arena *a)
     pthread_mutex_lock(&flush_lock);
     size_t n = quarantine_take(a, NULL, out);
     for (size_t i = 0; i < n; i++)
-        rg_free_uncounted(out[i].p);
+        release(&out[i]);
     pthread_mutex_unlock(&flush_lock);
     return n;
 }
@@ -215,11 +300,15 @@ void rg_track_free(void *p)
     rg_vg_quiet_begin();
     struct tracked t = lookup(p);
     const struct rg_pageq *queue = t.ref.page ? t.ref.page->queue : NULL;
+    bool intact = t.arena != NULL && canaries_ok(p, &t);
+    (void)intact; /* reported; the block is freed all the same */
     if (t.arena != NULL) {
         rg_arena_lock(t.arena);
-        word_set(p, t.usable, t.size | FREED);
+        hdr_of(p)->size = t.size | FREED;
         rg_stats_free(t.arena, t.usable);
         rg_arena_unlock(t.arena);
+        if (!rg_vg())
+            memset(p, FILL_FREED, t.size);
     }
     rg_vg_quiet_end();
     rg_vg_block_free(p); /* memcheck reports a bad one as it would with its malloc */
@@ -227,7 +316,7 @@ void rg_track_free(void *p)
         rg_report_bad_pointer("free", p, t.status, &t.ref);
         return;
     }
-    struct qentry e = {p, t.arena, queue, t.usable};
+    struct qentry e = {p, t.internal, t.arena, queue, t.size, t.usable};
     struct qentry out[EVICT_MAX];
     size_t n = 0;
     if (e.bytes <= QUARANTINE_BYTES / 2)
@@ -236,32 +325,45 @@ void rg_track_free(void *p)
         out[n++] = e; /* too big to hold: reused at once */
     rg_vg_quiet_begin();
     for (size_t i = 0; i < n; i++)
-        rg_free_uncounted(out[i].p);
+        release(&out[i]);
     rg_vg_quiet_end();
 }
 
-void *rg_track_realloc(regal_arena *a, void *p, size_t size)
+void *rg_track_realloc(regal_arena *a, void *p, size_t size, const void *site)
 {
+    size_t old;
     if (p == NULL) {
-        void *n = rg_track_alloc(a, size, RG_ALIGN, false);
-        rg_vg_block_alloc(n, size, false);
-        return n;
+        old = 0;
+    } else if (rg_owner_tracked(p)) {
+        rg_vg_quiet_begin();
+        struct tracked t = lookup(p);
+        bool ok = t.arena != NULL && canaries_ok(p, &t);
+        rg_vg_quiet_end();
+        if (t.arena == NULL) {
+            rg_vg_block_free(p); /* memcheck's "Invalid ... realloc()" */
+            rg_report_bad_pointer("realloc", p, t.status, &t.ref);
+            errno = EINVAL;
+            return NULL;
+        }
+        (void)ok;
+        old = t.size;
+    } else {
+        old = regal_usable_size(p);
+        if (old == 0) { /* reported */
+            errno = EINVAL;
+            return NULL;
+        }
     }
-    rg_vg_quiet_begin();
-    struct tracked t = lookup(p);
-    rg_vg_quiet_end();
-    if (t.arena == NULL) {
-        rg_vg_block_free(p); /* memcheck's "Invalid ... realloc()" */
-        rg_report_bad_pointer("realloc", p, t.status, &t.ref);
-        errno = EINVAL;
-        return NULL;
-    }
-    void *n = rg_track_alloc(a, size, RG_ALIGN, false);
+    void *n = rg_arena_tracked(a) ? rg_track_alloc(a, size, RG_ALIGN, false, site)
+                                  : rg_alloc_checked(a, size, RG_ALIGN);
     if (n == NULL)
         return NULL;
-    rg_vg_block_alloc(n, size, false); /* before the copy: it carries definedness */
-    memcpy(n, p, t.size < size ? t.size : size);
-    rg_track_free(p);
+    if (rg_arena_tracked(a))
+        rg_vg_block_alloc(n, size, false); /* before the copy: it carries definedness */
+    if (p != NULL) {
+        memcpy(n, p, old < size ? old : size);
+        regal_free(p);
+    }
     return n;
 }
 
@@ -275,18 +377,47 @@ size_t rg_track_usable(const void *p)
     return t.arena ? t.size : 0;
 }
 
-/* memcheck forgets a live block that is not already quarantined (freed). */
-static void forget_block(void *p, size_t usable, void *ctx)
+regal_arena *rg_track_owner(const void *p)
 {
+    rg_vg_quiet_begin();
+    struct tracked t = lookup(p);
+    rg_vg_quiet_end();
+    return t.arena;
+}
+
+const struct rg_pageq *rg_track_queue(const void *p)
+{
+    rg_vg_quiet_begin();
+    struct tracked t = lookup(p);
+    const struct rg_pageq *q = t.ref.page && t.status != RG_REF_FOREIGN ? t.ref.page->queue : NULL;
+    rg_vg_quiet_end();
+    return q;
+}
+
+/* ---- whole arenas and pools ---- */
+
+/* The user pointer of an engine block of a tracked arena. */
+static uint8_t *user_of(void *internal)
+{
+    uint64_t offset;
+    memcpy(&offset, internal, sizeof offset);
+    return (uint8_t *)internal + offset;
+}
+
+/* memcheck forgets a live block that is not already quarantined (freed). */
+static void forget_block(void *internal, size_t usable, void *ctx)
+{
+    (void)usable;
     (void)ctx;
-    if (!(word_get(p, usable) & FREED))
+    uint8_t *p = user_of(internal);
+    if (!(hdr_of(p)->size & FREED))
         rg_vg_block_free(p);
 }
 
 size_t rg_track_pool_release(const struct rg_pageq *q)
 {
     rg_pageq_visit(q, forget_block, NULL);
-    return rg_track_forget(NULL, q);
+    return quarantine_take(NULL, q, NULL);
 }
 
 void rg_track_arena_release(regal_arena *a)
@@ -294,5 +425,109 @@ void rg_track_arena_release(regal_arena *a)
     rg_arena_lock(a);
     rg_arena_visit(a, forget_block, NULL);
     rg_arena_unlock(a);
-    rg_track_forget(a, NULL);
+    quarantine_take(a, NULL, NULL);
+}
+
+/* regal_arena_check: the canaries of every live block, the fill of every
+ * quarantined one. */
+struct canary_walk {
+    regal_arena *arena;
+    size_t bad;
+};
+
+static void check_block(void *internal, size_t usable, void *ctx)
+{
+    struct canary_walk *w = ctx;
+    uint8_t *p = user_of(internal);
+    bool freed = (hdr_of(p)->size & FREED) != 0;
+    struct tracked t = {.arena = w->arena, .usable = usable, .size = hdr_of(p)->size & ~FREED};
+    if (!freed && !canaries_ok(p, &t))
+        w->bad++;
+    if (freed && !rg_vg() && !all_bytes(p, t.size, FILL_FREED)) {
+        rg_report(REGAL_ERR_CORRUPTION, p, w->arena,
+                  "block %p of %zu bytes was written after it was freed", (void *)p, t.size);
+        w->bad++;
+    }
+}
+
+size_t rg_track_check(regal_arena *a)
+{
+    struct canary_walk w = {a, 0};
+    rg_arena_visit(a, check_block, &w);
+    return w.bad;
+}
+
+/* ---- leak reports ---- */
+
+#define LEAK_GROUPS 16
+
+struct leak_group {
+    size_t size, count;
+    const void *site;
+};
+
+struct leak_walk {
+    bool tracked;
+    size_t blocks, bytes, other;
+    struct leak_group g[LEAK_GROUPS];
+};
+
+static void count_leak(void *block, size_t usable, void *ctx)
+{
+    struct leak_walk *w = ctx;
+    size_t size = usable;
+    const void *site = NULL;
+    if (w->tracked) {
+        uint8_t *p = user_of(block);
+        if (hdr_of(p)->size & FREED)
+            return; /* quarantined: freed */
+        size = hdr_of(p)->size;
+        site = hdr_of(p)->site;
+    }
+    w->blocks++;
+    w->bytes += size;
+    for (size_t i = 0; i < LEAK_GROUPS; i++) {
+        struct leak_group *g = &w->g[i];
+        if (g->count == 0 || (g->size == size && g->site == site)) {
+            *g = (struct leak_group){size, g->count + 1, site};
+            return;
+        }
+    }
+    w->other++;
+}
+
+static void say(const char *line, int n)
+{
+    if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0)
+        return;
+}
+
+size_t rg_track_leak_report(regal_arena *a, const char *why)
+{
+    struct leak_walk w = {.tracked = rg_arena_tracked(a)};
+    rg_vg_quiet_begin();
+    rg_arena_lock(a);
+    rg_arena_visit(a, count_leak, &w);
+    rg_arena_unlock(a);
+    char name[RG_NAME_MAX];
+    memcpy(name, a->name, sizeof name);
+    rg_vg_quiet_end();
+    if (w.blocks == 0)
+        return 0;
+    char line[200];
+    say(line,
+        snprintf(line, sizeof line, "regal: %s: %zu blocks (%zu bytes) still live in arena '%s'\n",
+                 why, w.blocks, w.bytes, name));
+    for (size_t i = 0; i < LEAK_GROUPS && w.g[i].count > 0; i++) {
+        const struct leak_group *g = &w.g[i];
+        int n = g->site ? snprintf(line, sizeof line,
+                                   "regal:   %zu x %zu bytes (%zu bytes), allocated from %p\n",
+                                   g->count, g->size, g->count * g->size, g->site)
+                        : snprintf(line, sizeof line, "regal:   %zu x %zu bytes (%zu bytes)\n",
+                                   g->count, g->size, g->count * g->size);
+        say(line, n);
+    }
+    if (w.other > 0)
+        say(line, snprintf(line, sizeof line, "regal:   and %zu blocks of other sizes\n", w.other));
+    return w.blocks;
 }
