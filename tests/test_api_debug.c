@@ -160,12 +160,21 @@ Test(debug, blocks_keep_their_contract)
     regal_arena_destroy(a);
 }
 
+/* One call site for every block it makes, however the caller's loop is
+ * compiled. */
+static __attribute__((noinline)) void *make(size_t size)
+{
+    void *p = regal_alloc(a, size);
+    __asm__ volatile("" ::: "memory"); /* no tail call: the site stays here */
+    return p;
+}
+
 Test(debug, destroy_lists_the_live_blocks_by_size, .init = cr_redirect_stderr)
 {
     setup();
     void *live[4];
     for (int i = 0; i < 3; i++)
-        live[i] = regal_alloc(a, 24);
+        live[i] = make(24);
     live[3] = regal_alloc(a, 1000);
     cr_assert(live[0] && live[1] && live[2] && live[3]);
     regal_arena_destroy(a);
