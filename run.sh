@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 # Debian packages the build and the tests need; installed when missing.
 # sqlite3, git, perl, gzip: real programs the shim tests and the demo run.
-PACKAGES=(meson ninja-build gcc pkg-config libcriterion-dev valgrind python3
+PACKAGES=(meson ninja-build gcc clang pkg-config libcriterion-dev valgrind python3
     sqlite3 git perl gzip)
 
 install_missing() {
@@ -115,6 +115,17 @@ cmd_test() {
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dshim=false
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         count build-asan --suite api --suite unit --suite examples
+    # Threads under TSan: a standalone TAP program (Criterion's runner and
+    # the shim cannot run there).
+    build build-tsan -Db_sanitize=thread -Dshim=false
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 count build-tsan --suite tsan
+    # A 60 s libFuzzer run of the arena API, when clang is installed.
+    if command -v clang >/dev/null 2>&1; then
+        CC=clang build build-fz -Db_sanitize=address,undefined -Db_lundef=false -Dshim=false
+        count build-fz --suite fuzz
+    else
+        echo "run.sh: clang not installed, fuzzing skipped"
+    fi
     echo "$total_pass passed, $total_fail failed"
     [ "$total_fail" -eq 0 ]
 }

@@ -210,10 +210,19 @@ static void init_queues(regal_arena *a)
                   RG_PAGE_META);
 }
 
+/* Process-wide settings, once, before the first arena: options, whether
+ * memcheck runs, the free-list key.  Every thread sees them complete. */
+static pthread_once_t process_once = PTHREAD_ONCE_INIT;
+
+static void process_init(void)
+{
+    rg_options_init();
+    rg_vg_init();
+    rg_link_key = (uintptr_t)rg_os_secret();
+}
+
 static regal_arena *arena_new(const regal_arena_config *cfg)
 {
-    if (rg_link_key == 0)
-        rg_link_key = (uintptr_t)rg_os_secret();
     struct rg_chunk *home = rg_chunk_alloc(NULL, RG_CHUNK_PAGES);
     if (home == NULL) {
         errno = ENOMEM;
@@ -242,8 +251,7 @@ static regal_arena *arena_new(const regal_arena_config *cfg)
 
 regal_arena *regal_arena_create(const regal_arena_config *cfg)
 {
-    rg_options_init();
-    rg_vg_init();
+    pthread_once(&process_once, process_init);
     if (cfg && (cfg->flags & ~(REGAL_ARENA_SINGLE_THREAD | REGAL_ARENA_DEBUG))) {
         errno = EINVAL;
         return NULL;
@@ -329,26 +337,30 @@ void regal_arena_reset(regal_arena *a)
 static regal_arena *default_arena;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
+/* Built completely, then published with a release store; readers load it
+ * with acquire, so no thread sees a half-made default arena. */
 static void default_init(void)
 {
     regal_arena_config cfg = {.name = "default",
                               .flags = rg_options()->debug ? REGAL_ARENA_DEBUG : 0};
-    default_arena = arena_new(&cfg);
-    if (default_arena != NULL)
-        default_arena->is_default = true;
+    regal_arena *a = arena_new(&cfg);
+    if (a != NULL)
+        a->is_default = true;
+    __atomic_store_n(&default_arena, a, __ATOMIC_RELEASE);
 }
 
 regal_arena *regal_default_arena(void)
 {
-    if (RG_UNLIKELY(default_arena == NULL)) {
-        rg_options_init();
-        rg_vg_init();
+    regal_arena *a = __atomic_load_n(&default_arena, __ATOMIC_ACQUIRE);
+    if (RG_UNLIKELY(a == NULL)) {
+        pthread_once(&process_once, process_init);
         rg_vg_quiet_begin();
         pthread_once(&default_once, default_init);
         rg_vg_quiet_end();
         register_fork_handlers();
+        a = __atomic_load_n(&default_arena, __ATOMIC_ACQUIRE);
     }
-    return default_arena;
+    return a;
 }
 
 /* ---- routing ---- */

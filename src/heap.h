@@ -19,11 +19,22 @@
 #define RG_HB_HEADER    16 /* bytes before the user pointer */
 #define RG_HB_MIN_BLOCK 64 /* header, two links, footer, rounded to 16 */
 
-/* The largest request the heap serves; above it, the large path.  The
- * build may override it (-DRG_HEAP_MAX=...) to measure other thresholds.
- * MEASUREMENT: see bench/README.md, "heap threshold". */
+/* The largest request the heap serves; above it, each block gets its own
+ * mapping (src/large.c).  2 MiB, the most a 4 MiB heap chunk allows,
+ * because the large path is the slow one: each cache miss costs mmap,
+ * munmap and a fault per fresh page (84-92% of its time in the kernel),
+ * and the cache hands out mappings up to twice the request.  Measured with
+ * bench/run-heap-threshold (bench/README.md, "heap threshold"; medium_churn
+ * under the shim, medians of 5 interleaved runs, 2026-11-26): on sizes in
+ * [64 KiB, 2 MiB], 2 MiB ran in 2.0 s against 25 s at 1 MiB, 46-47 s at
+ * 64-256 KiB and 2.2 s for glibc, peak RSS 1.02x glibc's (1 MiB: 1.12x); on
+ * [1 KiB, 256 KiB] every threshold from 256 KiB up is the same and 64 KiB
+ * is 30x slower; on [1 MiB, 2 MiB] (3 blocks to a chunk) RSS is 1.09x
+ * glibc's (1 MiB: 1.18x).  The price: freed heap pages stay until
+ * regal_arena_trim, as with glibc.  The build may override it
+ * (-DRG_HEAP_MAX=...) to measure again. */
 #ifndef RG_HEAP_MAX
-#define RG_HEAP_MAX ((size_t)1 << 20)
+#define RG_HEAP_MAX ((size_t)2 << 20)
 #endif
 static_assert(RG_HEAP_MAX >= 8192 && RG_HEAP_MAX <= ((size_t)2 << 20), "heap threshold range");
 

@@ -135,7 +135,8 @@ static void pool_release(regal_pool *p)
     for (struct rg_page *pg = p->q.full; pg != NULL; pg = pg->next)
         live += pg->used;
     live -= quarantined;
-    rg_stats_free_many(a, live, live * p->q.slot_size);
+    size_t each = rg_arena_tracked(a) ? p->object_size : p->q.slot_size; /* as counted */
+    rg_stats_free_many(a, live, live * each);
     rg_pageq_release(a, &p->q);
 }
 

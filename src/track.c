@@ -70,9 +70,18 @@ struct hdr {
 
 static_assert(sizeof(struct hdr) == RG_TRACK_FRONT, "header layout");
 
-static struct hdr *hdr_of(const void *p)
+/* Headers are copied, not dereferenced: objects of pools aligned below 8
+ * put them at any address. */
+static struct hdr hdr_get(const void *p)
 {
-    return (struct hdr *)((uint8_t *)p - sizeof(struct hdr));
+    struct hdr h;
+    memcpy(&h, (const uint8_t *)p - sizeof h, sizeof h);
+    return h;
+}
+
+static void hdr_set(void *p, const struct hdr *h)
+{
+    memcpy((uint8_t *)p - sizeof *h, h, sizeof *h);
 }
 
 /* ---- the block behind a user pointer ---- */
@@ -95,18 +104,19 @@ static struct tracked lookup(const void *p)
     if (owner == NULL || !rg_arena_tracked(owner) || rg_chunk_of((const uint8_t *)p - 1) != c ||
         ((uintptr_t)p - (uintptr_t)c) < sizeof(struct hdr) + 1)
         return t;
-    const struct hdr *h = hdr_of(p);
-    if (h->offset < sizeof(struct hdr) || h->offset > (uintptr_t)p - (uintptr_t)c)
+    struct hdr h = hdr_get(p);
+    if (h.offset < sizeof(struct hdr) || h.offset > (uintptr_t)p - (uintptr_t)c)
         return t;
-    t.internal = (uint8_t *)p - h->offset;
+    t.internal = (uint8_t *)p - h.offset;
     regal_arena *a = rg_block_lock(t.internal, &t.ref, &t.status);
     if (a == NULL)
         return t;
     t.usable = rg_ref_usable(&t.ref, t.internal);
-    size_t size = h->size;
+    h = hdr_get(p); /* again, under the lock */
+    size_t size = h.size;
     rg_arena_unlock(a);
     t.size = size & ~FREED;
-    if (t.usable < h->offset + t.size + RG_TRACK_BACK) {
+    if (t.usable < h.offset + t.size + RG_TRACK_BACK) {
         t.status = RG_REF_FOREIGN;
     } else if (size & FREED) {
         t.status = RG_REF_DEAD;
@@ -127,11 +137,11 @@ static bool all_bytes(const uint8_t *p, size_t n, uint8_t v)
 /* Front and back canaries of a live block; reports an overrun or underrun. */
 static bool canaries_ok(const void *p, const struct tracked *t)
 {
-    const struct hdr *h = hdr_of(p);
+    struct hdr h = hdr_get(p);
     uint64_t front;
     memset(&front, CANARY, sizeof front);
-    size_t back = t->usable - h->offset - t->size;
-    bool under = h->canary != front, over = !all_bytes((const uint8_t *)p + t->size, back, CANARY);
+    size_t back = t->usable - h.offset - t->size;
+    bool under = h.canary != front, over = !all_bytes((const uint8_t *)p + t->size, back, CANARY);
     if (under || over)
         rg_report(REGAL_ERR_OVERFLOW, p, t->arena,
                   "block %p of %zu bytes: canary %s the block was overwritten", p, t->size,
@@ -150,7 +160,7 @@ static void *carve(uint8_t *q, size_t usable, size_t offset, size_t size, bool z
     memcpy(q, &offset, sizeof offset); /* for walks over engine blocks */
     struct hdr h = {offset, size, site, 0};
     memset(&h.canary, CANARY, sizeof h.canary);
-    memcpy(hdr_of(p), &h, sizeof h);
+    hdr_set(p, &h);
     memset(p, zero ? 0 : rg_vg() ? 0 : FILL_FRESH, size);
     memset(p + size, CANARY, usable - offset - size);
     return p;
@@ -163,6 +173,31 @@ static size_t front_for(size_t align)
     return align > RG_TRACK_FRONT ? align : RG_TRACK_FRONT;
 }
 
+/* Statistics count a tracked block by its requested size. */
+static void count_requested(regal_arena *a, size_t usable, size_t need, size_t size)
+{
+    a->st.in_use -= usable - size;
+    a->st.requested_total -= need - size;
+}
+
+/* Allocates and carves under the arena lock, so regal_arena_check never
+ * sees an engine block that is not yet a tracked one. */
+static void *alloc_carved(regal_arena *a, size_t need, size_t align, size_t offset, size_t size,
+                          bool zero, const void *site)
+{
+    size_t usable;
+    rg_arena_lock(a);
+    uint8_t *q = rg_arena_alloc(a, need, align, &usable);
+    void *p = NULL;
+    if (q != NULL) {
+        rg_stats_alloc(a, usable, need);
+        count_requested(a, usable, need, size);
+        p = carve(q, usable, offset, size, zero, site);
+    }
+    rg_arena_unlock(a);
+    return p;
+}
+
 void *rg_track_alloc(regal_arena *a, size_t size, size_t align, bool zero, const void *site)
 {
     size_t offset = front_for(align);
@@ -172,19 +207,10 @@ void *rg_track_alloc(regal_arena *a, size_t size, size_t align, bool zero, const
     }
     size_t need = offset + size + RG_TRACK_BACK;
     rg_vg_quiet_begin();
-    uint8_t *q = rg_alloc_checked(a, need, align);
+    void *p = alloc_carved(a, need, align, offset, size, zero, site);
     /* At an arena's limit, quarantined blocks give their memory back. */
-    if (q == NULL && errno == ENOMEM && quarantine_flush(a) > 0)
-        q = rg_alloc_checked(a, need, align);
-    void *p = NULL;
-    if (q != NULL) {
-        struct rg_ref ref;
-        enum rg_ref_status st;
-        regal_arena *owner = rg_block_lock(q, &ref, &st);
-        size_t usable = rg_ref_usable(&ref, q);
-        rg_arena_unlock(owner);
-        p = carve(q, usable, offset, size, zero, site);
-    }
+    if (p == NULL && errno == ENOMEM && quarantine_flush(a) > 0)
+        p = alloc_carved(a, need, align, offset, size, zero, site);
     rg_vg_quiet_end();
     return p;
 }
@@ -192,9 +218,17 @@ void *rg_track_alloc(regal_arena *a, size_t size, size_t align, bool zero, const
 void *rg_track_pool_alloc(regal_pool *pool, size_t *size, const void *site)
 {
     rg_vg_quiet_begin();
+    regal_arena *a = pool->arena;
     *size = pool->object_size;
-    uint8_t *q = rg_pool_alloc_checked(pool);
-    void *p = q ? carve(q, pool->q.slot_size, pool->track_offset, *size, false, site) : NULL;
+    rg_arena_lock(a);
+    uint8_t *q = rg_page_alloc(a, &pool->q);
+    void *p = NULL;
+    if (q != NULL) {
+        rg_stats_alloc(a, pool->q.slot_size, *size);
+        count_requested(a, pool->q.slot_size, *size, *size);
+        p = carve(q, pool->q.slot_size, pool->track_offset, *size, false, site);
+    }
+    rg_arena_unlock(a);
     rg_vg_quiet_end();
     return p;
 }
@@ -304,11 +338,13 @@ void rg_track_free(void *p)
     (void)intact; /* reported; the block is freed all the same */
     if (t.arena != NULL) {
         rg_arena_lock(t.arena);
-        hdr_of(p)->size = t.size | FREED;
-        rg_stats_free(t.arena, t.usable);
-        rg_arena_unlock(t.arena);
+        struct hdr h = hdr_get(p);
+        h.size = t.size | FREED;
+        hdr_set(p, &h);
+        rg_stats_free(t.arena, t.size);
         if (!rg_vg())
             memset(p, FILL_FREED, t.size);
+        rg_arena_unlock(t.arena);
     }
     rg_vg_quiet_end();
     rg_vg_block_free(p); /* memcheck reports a bad one as it would with its malloc */
@@ -348,11 +384,12 @@ void *rg_track_realloc(regal_arena *a, void *p, size_t size, const void *site)
         (void)ok;
         old = t.size;
     } else {
-        old = regal_usable_size(p);
-        if (old == 0) { /* reported */
+        if (regal_arena_of(p) == NULL) {
+            regal_free(p); /* reports what p is */
             errno = EINVAL;
             return NULL;
         }
+        old = regal_usable_size(p);
     }
     void *n = rg_arena_tracked(a) ? rg_track_alloc(a, size, RG_ALIGN, false, site)
                                   : rg_alloc_checked(a, size, RG_ALIGN);
@@ -410,7 +447,7 @@ static void forget_block(void *internal, size_t usable, void *ctx)
     (void)usable;
     (void)ctx;
     uint8_t *p = user_of(internal);
-    if (!(hdr_of(p)->size & FREED))
+    if (!(hdr_get(p).size & FREED))
         rg_vg_block_free(p);
 }
 
@@ -439,8 +476,9 @@ static void check_block(void *internal, size_t usable, void *ctx)
 {
     struct canary_walk *w = ctx;
     uint8_t *p = user_of(internal);
-    bool freed = (hdr_of(p)->size & FREED) != 0;
-    struct tracked t = {.arena = w->arena, .usable = usable, .size = hdr_of(p)->size & ~FREED};
+    struct hdr h = hdr_get(p);
+    bool freed = (h.size & FREED) != 0;
+    struct tracked t = {.arena = w->arena, .usable = usable, .size = h.size & ~FREED};
     if (!freed && !canaries_ok(p, &t))
         w->bad++;
     if (freed && !rg_vg() && !all_bytes(p, t.size, FILL_FREED)) {
@@ -479,10 +517,11 @@ static void count_leak(void *block, size_t usable, void *ctx)
     const void *site = NULL;
     if (w->tracked) {
         uint8_t *p = user_of(block);
-        if (hdr_of(p)->size & FREED)
+        struct hdr h = hdr_get(p);
+        if (h.size & FREED)
             return; /* quarantined: freed */
-        size = hdr_of(p)->size;
-        site = hdr_of(p)->site;
+        size = h.size;
+        site = h.site;
     }
     w->blocks++;
     w->bytes += size;
