@@ -35,6 +35,16 @@ static size_t slot_size(regal_arena *a, size_t object_size, size_t alignment, ui
     return rg_align_up(object_size < sizeof(void *) ? sizeof(void *) : object_size, alignment);
 }
 
+/* Whether the pool's arena tracks its blocks (read quietly: pools live in
+ * NOACCESS metadata under Valgrind). */
+static bool pool_tracked(regal_pool *p)
+{
+    rg_vg_quiet_begin();
+    bool tracked = rg_arena_tracked(p->arena);
+    rg_vg_quiet_end();
+    return tracked;
+}
+
 regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignment)
 {
     if (alignment == 0)
@@ -81,7 +91,7 @@ void *regal_pool_alloc(regal_pool *p)
         errno = EINVAL;
         return NULL;
     }
-    if (rg_owner_tracked(p)) { /* the pool lives in its arena's chunk */
+    if (pool_tracked(p)) {
         size_t size;
         void *obj = rg_track_pool_alloc(p, &size, __builtin_return_address(0));
         rg_vg_block_alloc(obj, size, false);
@@ -94,7 +104,7 @@ void regal_pool_free(regal_pool *p, void *obj)
 {
     if (obj == NULL || !pool_is_live(p, "regal_pool_free"))
         return;
-    if (rg_owner_tracked(p)) {
+    if (pool_tracked(p)) {
         if (rg_track_queue(obj) == &p->q)
             rg_track_free(obj); /* canaries, double free, quarantine */
         else
