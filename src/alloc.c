@@ -253,37 +253,32 @@ regal_arena *regal_arena_of(const void *p)
 
 /* Moves live block p (locked in its arena `from`, usable bytes old) into a
  * new block of arena a; unlocks `from`. */
-static void *realloc_move(regal_arena *a, regal_arena *from, const struct rg_ref *ref, void *p,
+static void *realloc_move(regal_arena *a, regal_arena *from, struct rg_ref *ref, void *p,
                           size_t old, size_t size)
 {
-    size_t usable;
-    void *n = NULL;
+    void *n;
     if (from == a) {
+        size_t usable;
         n = rg_arena_alloc(a, size, RG_ALIGN, &usable);
-        if (n != NULL)
-            rg_stats_alloc(a, usable, size);
+        if (n == NULL) {
+            rg_arena_unlock(from);
+            return NULL;
+        }
+        rg_stats_alloc(a, usable, size);
     } else {
         rg_arena_unlock(from); /* never hold two arena locks */
         n = regal_alloc(a, size);
-        struct rg_ref again;
-        if (n == NULL || lock_block("realloc", p, &again, true) != from) {
-            if (n != NULL)
-                regal_free(n);
+        if (n == NULL)
+            return NULL;
+        if (lock_block("realloc", p, ref, true) != from) { /* p went away meanwhile */
+            regal_free(n);
             return NULL;
         }
-        old = rg_ref_usable(&again, p);
-        ref = &again;
-        memcpy(n, p, old < size ? old : size);
-        rg_stats_free(from, old);
-        rg_ref_free(ref, p);
-        rg_arena_unlock(from);
-        return n;
+        old = rg_ref_usable(ref, p);
     }
-    if (n != NULL) {
-        memcpy(n, p, old < size ? old : size);
-        rg_stats_free(from, old);
-        rg_ref_free(ref, p);
-    }
+    memcpy(n, p, old < size ? old : size);
+    rg_stats_free(from, old);
+    rg_ref_free(ref, p);
     rg_arena_unlock(from);
     return n;
 }

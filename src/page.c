@@ -283,12 +283,7 @@ void rg_page_free_slow(struct rg_page *pg)
 void rg_page_free(struct regal_arena *a, struct rg_page *pg, void *p)
 {
     (void)a;
-    rg_bit_clear(pg->live, rg_slot_index(pg, p));
-    rg_link_set(p, pg->free);
-    pg->free = p;
-    pg->used--;
-    if (pg->in_full || pg->used == 0)
-        rg_page_free_slow(pg);
+    rg_page_push(pg, p, rg_slot_index(pg, p));
 }
 
 static void release_list(struct rg_page *pg)

@@ -181,6 +181,17 @@ void rg_page_free_slow(struct rg_page *pg);
  * slot of a class or pool span whose head page holds it, frees it and
  * returns the span; otherwise returns NULL and changes nothing (the caller
  * takes the slow path, which tells what p is). */
+/* Puts live slot s (at p) of pg back on its free list. */
+RG_INLINE void rg_page_push(struct rg_page *pg, void *p, uint32_t s)
+{
+    rg_bit_clear(pg->live, s);
+    rg_link_set(p, pg->free);
+    pg->free = p;
+    pg->used--;
+    if (RG_UNLIKELY(pg->in_full || pg->used == 0))
+        rg_page_free_slow(pg);
+}
+
 RG_INLINE struct rg_page *rg_page_free_fast(struct rg_chunk *c, void *p)
 {
     unsigned i = (unsigned)(((uintptr_t)p - (uintptr_t)c) >> RG_PAGE_SHIFT);
@@ -190,16 +201,10 @@ RG_INLINE struct rg_page *rg_page_free_fast(struct rg_chunk *c, void *p)
         return NULL; /* page 0 is never a HEAD */
     size_t off = (size_t)((uint8_t *)p - pg->start);
     uint32_t s = rg_slot_index(pg, p);
-    uint64_t bit = 1ull << (s % 64);
     if (RG_UNLIKELY(s >= pg->capacity || (size_t)s * pg->slot_size != off ||
-                    !(pg->live[s / 64] & bit)))
+                    !rg_bit_test(pg->live, s)))
         return NULL;
-    pg->live[s / 64] &= ~bit;
-    rg_link_set(p, pg->free);
-    pg->free = p;
-    pg->used--;
-    if (RG_UNLIKELY(pg->in_full || pg->used == 0))
-        rg_page_free_slow(pg);
+    rg_page_push(pg, p, s);
     return pg;
 }
 
