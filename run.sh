@@ -118,7 +118,8 @@ cmd_test() {
     # Threads under TSan: a standalone TAP program (Criterion's runner and
     # the shim cannot run there).
     build build-tsan -Db_sanitize=thread -Dshim=false
-    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 count build-tsan --suite tsan
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan/suppressions.txt \
+        count build-tsan --suite tsan
     # A 60 s libFuzzer run of the arena API, when clang is installed.
     if command -v clang >/dev/null 2>&1; then
         CC=clang build build-fz -Db_sanitize=address,undefined -Db_lundef=false -Dshim=false

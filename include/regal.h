@@ -12,10 +12,16 @@
  *  - Every pointer from the regal_alloc family is aligned to at least 16
  *    bytes (alignof(max_align_t)).
  *  - An arena without REGAL_ARENA_SINGLE_THREAD may be used from any number
- *    of threads at once.  regal_free and regal_usable_size find the owner
- *    from the pointer alone and may be called from any thread.
+ *    of threads at once: each thread gets its own pages of it (no lock on
+ *    the common paths), handed back to the arena when the thread exits.
+ *    regal_free and regal_usable_size find the owner from the pointer alone
+ *    and may be called from any thread.
  *  - No thread may be inside an operation on an arena while it is reset or
- *    destroyed.
+ *    destroyed; the per-thread state other threads keep for it is dropped
+ *    then, never touched again.
+ *  - A double free is always reported when both frees come from one
+ *    thread; across threads it is reported when the owner collects the
+ *    second free (best effort, as with other thread-caching allocators).
  *  - Misuse regal can detect (double free, foreign or interior pointers) is
  *    reported through the error handler and otherwise ignored.
  */
@@ -139,7 +145,8 @@ REGAL_API void regal_pool_destroy(regal_pool *p);
 
 typedef struct regal_stats { /* all in bytes or counts */
     size_t in_use;           /* sum of the usable sizes of live blocks */
-    size_t peak_in_use;      /* highest in_use since create (or reset) */
+    size_t peak_in_use;      /* highest in_use since create (or reset); with several
+                                threads, the sum of each thread's own peak */
     size_t mapped;           /* bytes committed from the OS (counted against limit) */
     size_t requested_total;  /* sum of the sizes ever requested */
     size_t blocks_in_use;    /* live blocks */
@@ -159,7 +166,8 @@ REGAL_API void regal_arena_print_stats(regal_arena *a, FILE *out);
 REGAL_API void regal_arena_print_stats_json(regal_arena *a, FILE *out);
 
 /* Walks all metadata of the arena.  Returns 0 when consistent; otherwise
- * reports the first violation as REGAL_ERR_CORRUPTION and returns non-zero. */
+ * reports the first violation as REGAL_ERR_CORRUPTION and returns non-zero.
+ * The slots of pages other live threads own are checked for structure only. */
 REGAL_API int regal_arena_check(regal_arena *a);
 
 /* Returns free memory of the arena to the OS; returns the bytes released. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "fast.h"
 #include "large.h"
 #include "os.h"
 #include "track.h"
@@ -57,6 +58,9 @@ RG_INLINE void *aligned(size_t alignment, size_t size)
 
 SHIM void *malloc(size_t size)
 {
+    void *p = rg_alloc_fast(rg_default_arena_fast(), size);
+    if (RG_LIKELY(p != NULL))
+        return p;
     if (RG_UNLIKELY(is_tracked()))
         return tracked(size, RG_ALIGN, false);
     return regal_alloc(arena(), size);
@@ -64,7 +68,7 @@ SHIM void *malloc(size_t size)
 
 SHIM void free(void *p)
 {
-    if (p == NULL)
+    if (RG_LIKELY(rg_free_fast(p)) || p == NULL)
         return;
     int saved = errno;
     regal_free(p);

@@ -12,6 +12,7 @@
 
 #include "arena.h"
 #include "error.h"
+#include "fast.h"
 #include "stats.h"
 #include "track.h"
 
@@ -40,6 +41,7 @@ RG_NOINLINE void *rg_alloc_checked(regal_arena *a, size_t size, size_t align)
     if (!arena_is_usable(a) || !size_is_sane(size))
         return NULL;
     size_t usable;
+    rg_theap_ensure(a); /* count in the caller's theap: exact figures for one thread */
     rg_arena_lock(a);
     void *p = rg_arena_alloc(a, size, align, &usable);
     if (p != NULL)
@@ -63,30 +65,40 @@ static bool tracked(regal_arena *a)
     return rg_arena_is_live(a) && rg_arena_tracked(a);
 }
 
-/* The fast path: a small request served from the first span of its class
- * queue; anything else goes through the checked path. */
+/* A small request whose theap's first span had no free slot, or whose
+ * thread has no theap for a yet. */
+static RG_NOINLINE void *alloc_small_slow(regal_arena *a, struct rg_theap *h, size_t size)
+{
+    if (h == NULL)
+        h = rg_theap_bind(a);
+    if (h == NULL) /* the thread is exiting */
+        return rg_alloc_checked(a, size, RG_ALIGN);
+    unsigned c = rg_size_class(size);
+    void *p = rg_page_alloc_slow(a, &h->classes[c]);
+    if (p != NULL)
+        rg_counters_alloc(&h->st, rg_class_size[c], size);
+    return p;
+}
+
+/* What regal_alloc's fast path (fast.h) does not serve, tracked blocks
+ * aside. */
+static RG_NOINLINE void *alloc_rest(regal_arena *a, size_t size)
+{
+    if (size <= RG_SMALL_MAX && a != NULL && a->magic == RG_ARENA_MAGIC)
+        return alloc_small_slow(a, rg_theap_of(a), size);
+    return rg_alloc_checked(a, size, RG_ALIGN);
+}
+
+/* A tracked block is announced here, not in alloc_rest, so that memcheck's
+ * allocation stack starts at regal_alloc. */
 void *regal_alloc(regal_arena *a, size_t size)
 {
-    if (RG_LIKELY(size <= RG_SMALL_MAX && a != NULL && a->magic == RG_ARENA_MAGIC &&
-                  !rg_arena_tracked(a))) {
-        unsigned c = rg_size_class(size);
-        bool locked = rg_arena_needs_lock(a);
-        if (locked)
-            pthread_mutex_lock(&a->lock);
-        struct rg_page *pg = a->classes[c].avail;
-        if (RG_LIKELY(pg != NULL && pg->free != NULL)) {
-            void *p = rg_page_pop(pg);
-            rg_stats_alloc(a, pg->slot_size, size);
-            if (locked)
-                pthread_mutex_unlock(&a->lock);
-            return p;
-        }
-        if (locked)
-            pthread_mutex_unlock(&a->lock);
-    }
+    void *p = rg_alloc_fast(a, size);
+    if (RG_LIKELY(p != NULL))
+        return p;
     if (tracked(a))
         TRACKED_ALLOC(a, size, RG_ALIGN, false);
-    return rg_alloc_checked(a, size, RG_ALIGN);
+    return alloc_rest(a, size);
 }
 
 void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
@@ -140,6 +152,7 @@ regal_arena *rg_block_lock(const void *p, struct rg_ref *ref, enum rg_ref_status
     ref->arena = NULL;
     if (a == NULL)
         return NULL;
+    rg_theap_ensure(a);
     rg_arena_lock(a);
     *status = rg_ref_resolve(c, p, ref);
     if (*status == RG_REF_LIVE)
@@ -173,27 +186,75 @@ void regal_free(void *p)
     rg_free_checked(p);
 }
 
-/* The fast path: a live slot of a class or pool span of an arena that is
- * not tracked (a tracked block never starts a slot, so it fails the slot
- * check anyway; the flag test makes that independent of the layout). */
-void rg_free_checked(void *p)
+static void free_owned_slow(struct rg_theap *h, struct rg_page *pg, void *p, uint32_t s);
+
+/* A live class slot whose span the caller's theap does not own (or the
+ * caller has no theap for a yet): the owner's xfree list. */
+static RG_NOINLINE void free_other(regal_arena *a, struct rg_theap *h, struct rg_page *pg,
+                                   void *p)
+{
+    if (h == NULL)
+        h = rg_theap_bind(a);
+    if (h != NULL && __atomic_load_n(&pg->owner, __ATOMIC_RELAXED) == h) {
+        free_owned_slow(h, pg, p, rg_slot_index(pg, p));
+        return;
+    }
+    uint32_t size = pg->slot_size; /* before the span can change hands */
+    rg_page_free_remote(pg, p);
+    if (h != NULL) {
+        rg_counters_free(&h->st, 1, size);
+    } else { /* the thread is exiting */
+        rg_arena_lock(a);
+        rg_counters_free(&a->own.st, 1, size);
+        rg_arena_unlock(a);
+    }
+}
+
+/* A live slot of a span the caller's theap owns, with slots that other
+ * threads freed waiting: collected first, so that p among them is caught
+ * as a double free (by the slow path). */
+static RG_NOINLINE void free_owned_slow(struct rg_theap *h, struct rg_page *pg, void *p,
+                                        uint32_t s)
+{
+    rg_page_absorb(pg);
+    if (!rg_bit_test(pg->live, s)) {
+        free_slow(p);
+        return;
+    }
+    rg_counters_free(&h->st, 1, pg->slot_size);
+    rg_page_push(pg, p, s);
+}
+
+/* A live class slot the fast path did not free: another thread's, or with
+ * remote frees waiting, or the caller has no theap for its arena yet. */
+static RG_NOINLINE void free_class_slow(regal_arena *a, struct rg_page *pg, void *p, uint32_t s)
+{
+    struct rg_theap *h = a->flags & REGAL_ARENA_SINGLE_THREAD ? &a->own : rg_theap_of(a);
+    if (h != NULL && __atomic_load_n(&pg->owner, __ATOMIC_RELAXED) == h)
+        free_owned_slow(h, pg, p, s);
+    else
+        free_other(a, h, pg, p);
+}
+
+/* The fast path is fast.h's; every other case starts here. */
+static RG_NOINLINE void free_rest(void *p)
 {
     struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_LIKELY(p != NULL && rg_chunk_is_mapped(p) && c->magic == RG_CHUNK_MAGIC &&
-                  c->kind == RG_CHUNK_PAGES && !rg_arena_tracked(c->arena))) {
-        regal_arena *a = c->arena;
-        bool locked = rg_arena_needs_lock(a);
-        if (locked)
-            pthread_mutex_lock(&a->lock);
-        struct rg_page *pg = rg_page_free_fast(c, p);
-        if (pg != NULL)
-            rg_stats_free(a, pg->slot_size);
-        if (locked)
-            pthread_mutex_unlock(&a->lock);
-        if (pg != NULL)
-            return;
-    }
-    free_slow(p);
+    uint32_t s;
+    struct rg_page *pg;
+    if (p != NULL && rg_chunk_is_mapped(p) && c->magic == RG_CHUNK_MAGIC &&
+        c->kind == RG_CHUNK_PAGES && !rg_arena_tracked(c->arena) &&
+        (pg = rg_page_class_slot(c, p, &s)) != NULL)
+        free_class_slow(c->arena, pg, p, s);
+    else
+        free_slow(p);
+}
+
+void rg_free_checked(void *p)
+{
+    if (RG_LIKELY(rg_free_fast(p)))
+        return;
+    free_rest(p);
 }
 
 void rg_free_uncounted(void *p)

@@ -157,9 +157,22 @@ static void registry_add(regal_arena *a)
     pthread_mutex_unlock(&registry_lock);
 }
 
+void rg_registry_lock(void)
+{
+    pthread_mutex_lock(&registry_lock);
+}
+
+void rg_registry_unlock(void)
+{
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Also orphans the arena's theaps: thread exit holds the registry lock
+ * while it hands theaps back, so it never meets a destroyed arena. */
 static void registry_remove(regal_arena *a)
 {
     pthread_mutex_lock(&registry_lock);
+    rg_theap_orphan_all(a);
     if (a->prev_arena)
         a->prev_arena->next_arena = a->next_arena;
     else
@@ -189,6 +202,15 @@ static void fork_release(void)
     pthread_mutex_unlock(&registry_lock);
 }
 
+/* The child has only the forking thread: the spans of the others' theaps
+ * go to their arenas, so other threads' frees are not lost. */
+static void fork_child(void)
+{
+    for (regal_arena *a = registry; a != NULL; a = a->next_arena)
+        rg_theap_fork_child(a);
+    fork_release();
+}
+
 /* Registered on first use, with no lock held: pthread_atfork may allocate,
  * which re-enters regal (and finds the handlers already claimed). */
 static void register_fork_handlers(void)
@@ -197,15 +219,17 @@ static void register_fork_handlers(void)
     if (__atomic_load_n(&claimed, __ATOMIC_RELAXED) ||
         __atomic_exchange_n(&claimed, 1, __ATOMIC_ACQ_REL))
         return;
-    pthread_atfork(fork_prepare, fork_release, fork_release);
+    pthread_atfork(fork_prepare, fork_release, fork_child);
 }
 
 /* ---- lifetime ---- */
 
 static void init_queues(regal_arena *a)
 {
-    for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
-        rg_pageq_init(&a->classes[i], rg_class_size[i], RG_PAGE_CLASS);
+    a->theaps = NULL;
+    a->peak_floor = 0;
+    rg_theap_init(&a->own, a);
+    a->own.thread = NULL; /* no thread's: its spans change under the lock */
     rg_pageq_init(&a->meta, (uint32_t)rg_align_up(sizeof(struct regal_pool), RG_ALIGN),
                   RG_PAGE_META);
 }
@@ -219,6 +243,7 @@ static void process_init(void)
     rg_options_init();
     rg_vg_init();
     rg_link_key = (uintptr_t)rg_os_secret();
+    rg_classes_init();
 }
 
 static regal_arena *arena_new(const regal_arena_config *cfg)
@@ -327,14 +352,14 @@ void regal_arena_reset(regal_arena *a)
     for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
         rg_pages_chunk_reset(c);
     rg_heap_reset(a);
+    rg_theap_orphan_all(a);
     init_queues(a);
     a->pools = NULL;
-    memset(&a->st, 0, sizeof a->st);
     rg_arena_unlock(a);
     rg_vg_quiet_end();
 }
 
-static regal_arena *default_arena;
+regal_arena *rg_default_arena_ptr;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 /* Built completely, then published with a release store; readers load it
@@ -346,19 +371,19 @@ static void default_init(void)
     regal_arena *a = arena_new(&cfg);
     if (a != NULL)
         a->is_default = true;
-    __atomic_store_n(&default_arena, a, __ATOMIC_RELEASE);
+    __atomic_store_n(&rg_default_arena_ptr, a, __ATOMIC_RELEASE);
 }
 
 regal_arena *regal_default_arena(void)
 {
-    regal_arena *a = __atomic_load_n(&default_arena, __ATOMIC_ACQUIRE);
+    regal_arena *a = __atomic_load_n(&rg_default_arena_ptr, __ATOMIC_ACQUIRE);
     if (RG_UNLIKELY(a == NULL)) {
         pthread_once(&process_once, process_init);
         rg_vg_quiet_begin();
         pthread_once(&default_once, default_init);
         rg_vg_quiet_end();
         register_fork_handlers();
-        a = __atomic_load_n(&default_arena, __ATOMIC_ACQUIRE);
+        a = __atomic_load_n(&rg_default_arena_ptr, __ATOMIC_ACQUIRE);
     }
     return a;
 }
@@ -380,7 +405,7 @@ void *rg_arena_alloc(regal_arena *a, size_t size, size_t align, size_t *usable)
         int c = align <= RG_ALIGN ? (int)rg_size_class(size) : aligned_class(size, align);
         if (c >= 0) {
             *usable = rg_class_size[c];
-            return rg_page_alloc(a, &a->classes[c]);
+            return rg_page_alloc(a, &a->own.classes[c]);
         }
     }
     if (size <= RG_HEAP_MAX && align <= RG_PAGE_SIZE)

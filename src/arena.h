@@ -8,18 +8,13 @@
 #include "heap.h"
 #include "page.h"
 #include "regal.h"
+#include "theap.h"
 #include "vg.h"
 
 #define RG_ARENA_MAGIC 0x6172656eu /* "aren" */
 /* Internal flag: the arena's blocks are tracked (src/track.c). */
 #define RG_ARENA_TRACKED (1u << 31)
 #define RG_NAME_MAX      32
-
-/* blocks_in_use is alloc_count - free_count. */
-struct rg_counters {
-    size_t in_use, peak_in_use, requested_total;
-    size_t alloc_count, free_count;
-};
 
 /* An arena is the header of its home chunk, a pages chunk that stays with
  * it until destroy: the arena pointer is the chunk's address (a start
@@ -39,11 +34,12 @@ struct regal_arena {
     struct rg_chunk *large_cache; /* freed large mappings kept for reuse */
     size_t large_cache_bytes;
     unsigned large_cache_count;
-    struct rg_pageq classes[RG_CLASS_COUNT];
+    struct rg_theap own;      /* spans no thread owns; the counters of the locked paths */
+    struct rg_theap *theaps;  /* the threads' theaps of this arena (theap.h) */
+    size_t peak_floor;        /* highest summed peak seen when a theap left */
     struct rg_pageq meta;     /* the arena's own objects: pools */
     struct regal_pool *pools; /* live pools */
     struct rg_heap heap;
-    struct rg_counters st;
     struct regal_arena *next_arena; /* every live arena, for fork (arena.c) */
     struct regal_arena *prev_arena;
 };
@@ -75,6 +71,24 @@ RG_INLINE void rg_arena_unlock(regal_arena *a)
 {
     if (rg_arena_needs_lock(a))
         pthread_mutex_unlock(&a->lock);
+}
+
+/* The calling thread's theap of a, if it has one already: the arena's own
+ * for a single-thread arena, else the thread's cache (NULL on a miss). */
+RG_INLINE struct rg_theap *rg_theap_of(regal_arena *a)
+{
+    if (a->flags & REGAL_ARENA_SINGLE_THREAD)
+        return &a->own;
+    struct rg_theap *h = *rg_tl_slot(a);
+    return RG_LIKELY(h != NULL && __atomic_load_n(&h->arena, __ATOMIC_RELAXED) == a) ? h : NULL;
+}
+
+/* Where the locked paths count: the caller's theap if it has one, so that
+ * a program with one thread keeps exact figures (peak included). */
+RG_INLINE struct rg_counters *rg_counters_of(regal_arena *a)
+{
+    struct rg_theap *h = rg_theap_of(a);
+    return h != NULL ? &h->st : &a->own.st;
 }
 
 /* Whether a points to a live arena (its header is NOACCESS under

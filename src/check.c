@@ -2,7 +2,8 @@
  * regal_arena_check(): walks every piece of an arena's metadata and checks
  * the invariants stated at the top of page.c, heap.c, large.c and arena.c,
  * reporting the first violation (with the invariant's number) through
- * src/error.c.  The report is made with the arena locked: a handler must not
+ * src/error.c.  Spans other threads' theaps own are checked for structure
+ * only (their slots change with no lock).  The report is made with the arena locked: a handler must not
  * call back into the arena being checked.
  */
 #include "check.h"
@@ -41,6 +42,28 @@ static bool queue_is_valid(struct rg_pageq *q)
     return true;
 }
 
+static bool theap_is_valid(struct rg_theap *h)
+{
+    for (unsigned i = 0; i < RG_CLASS_COUNT; i++) {
+        for (struct rg_page *pg = h->classes[i].avail; pg != NULL; pg = pg->next)
+            if (pg->owner != h)
+                return rg_check_fail(pg, "span %p with the wrong owner (page.c invariant 6)",
+                                     (void *)pg);
+        if (!queue_is_valid(&h->classes[i]))
+            return false;
+    }
+    return true;
+}
+
+/* The slots of a span another thread's theap owns change with no lock:
+ * only its structure (guarded by the lock) is checked here, its slots when
+ * that thread checks or exits. */
+static bool is_checkable(const struct rg_page *pg)
+{
+    const struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_RELAXED);
+    return h == NULL || h->thread == NULL || h->thread == &rg_tl;
+}
+
 static bool pages_are_valid(regal_arena *a, size_t *committed)
 {
     for (struct rg_chunk *c = a->pages; c != NULL; c = c->next) {
@@ -52,7 +75,7 @@ static bool pages_are_valid(regal_arena *a, size_t *committed)
             struct rg_page *pg = rg_page_desc(c, i);
             if (pg->state != RG_PAGE_HEAD)
                 continue;
-            if (!rg_page_is_valid(c, pg))
+            if (!rg_page_is_valid(c, pg, is_checkable(pg)))
                 return false;
             spans++;
         }
@@ -64,9 +87,9 @@ static bool pages_are_valid(regal_arena *a, size_t *committed)
                 return rg_check_fail(fs, "free span %p in use (page.c invariant 5)", (void *)fs);
         *committed += rg_chunk_committed(c);
     }
-    for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
-        if (!queue_is_valid(&a->classes[i]))
-            return false;
+    struct rg_theap *mine = rg_theap_of(a);
+    if (!theap_is_valid(&a->own) || (mine != NULL && !theap_is_valid(mine)))
+        return false;
     for (struct regal_pool *p = a->pools; p != NULL; p = p->next)
         if (p->magic != RG_POOL_MAGIC || !queue_is_valid(&p->q))
             return rg_check_fail(p, "pool %p: bad pool", (void *)p);

@@ -13,8 +13,13 @@
  *     the next allocation moves it.)
  *  5. Free spans of a chunk have state FREE and are on its free_spans list;
  *     pages at or above top are free and never read.
+ *  6. A span's owner is its queue's owner; slots on its xfree list are
+ *     still live (their bits set) until the owner collects them.
  *
- * Everything here runs under the owning arena's lock (or single-threaded).
+ * Chunks and their free spans belong to the arena and change under its
+ * lock.  A queue and its spans belong to the queue's owner: a thread heap
+ * changes them with no lock (theap.h), the arena's own queues, pools and
+ * meta change under the lock.  Any thread may push onto a span's xfree.
  */
 #include "page.h"
 
@@ -34,6 +39,14 @@ const uint32_t rg_class_size[RG_CLASS_COUNT] = {
 #undef QUAD
 #undef C
 
+uint8_t rg_class_of[RG_SMALL_MAX / 16 + 1];
+
+void rg_classes_init(void)
+{
+    for (size_t i = 0; i <= RG_SMALL_MAX / 16; i++)
+        rg_class_of[i] = (uint8_t)rg_size_class(i * 16);
+}
+
 uintptr_t rg_link_key;
 
 /* A free-list link pointed outside its span: a write after free.  The rest
@@ -41,7 +54,6 @@ uintptr_t rg_link_key;
  * so from now on); the allocation in progress gets the slot it had. */
 void rg_page_corrupt(struct rg_page *pg, const void *slot)
 {
-    pg->free = NULL;
     pg->carved = pg->capacity; /* never carve over lost slots */
     rg_report(REGAL_ERR_CORRUPTION, slot, NULL,
               "free slot %p of a %u-byte page was overwritten after free (free list dropped)", slot,
@@ -65,7 +77,7 @@ static uint8_t *page_addr(struct rg_chunk *c, unsigned i)
 
 void rg_pages_chunk_init(struct rg_chunk *c)
 {
-    pchunk(c)->top = RG_DATA_PAGE0;
+    __atomic_store_n(&pchunk(c)->top, RG_DATA_PAGE0, __ATOMIC_RELAXED);
     pchunk(c)->spans_live = 0;
     pchunk(c)->free_spans = NULL;
 }
@@ -134,7 +146,7 @@ static struct rg_page *span_take(struct regal_arena *a, struct rg_chunk *c, unsi
             list_push(&pc->free_spans, rg_page_desc(c, first + n));
         }
     } else {
-        pc->top += n;
+        __atomic_store_n(&pc->top, pc->top + n, __ATOMIC_RELAXED); /* read by free */
     }
     pc->spans_live++;
     span_mark(c, first, n, RG_PAGE_HEAD);
@@ -187,9 +199,11 @@ static void page_init(struct rg_pageq *q, struct rg_page *pg, struct rg_chunk *c
     pg->bytes = pg->capacity * q->slot_size;
     pg->carved = 0;
     pg->used = 0;
-    pg->queue = q;
+    __atomic_store_n(&pg->queue, q, __ATOMIC_RELAXED);
+    __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELAXED);
+    pg->xfree = NULL;
     pg->kind = q->kind;
-    pg->in_full = 0;
+    __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
     memset(pg->live, 0, (pg->capacity + 63) / 64 * sizeof(uint64_t));
 }
 
@@ -213,40 +227,186 @@ static void page_carve(struct rg_page *pg)
     pg->carved += (uint32_t)n;
 }
 
-static void to_full(struct rg_pageq *q, struct rg_page *pg)
+/* ---- frees from other threads ---- */
+
+void rg_page_free_remote(struct rg_page *pg, void *p)
 {
+    void *old = __atomic_load_n(&pg->xfree, __ATOMIC_RELAXED);
+    do
+        rg_link_set(p, old);
+    while (!__atomic_compare_exchange_n(&pg->xfree, &old, p, true, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED));
+    /* The first remote free of a full span tells its queue, which does not
+     * look at full spans otherwise; to_full pairs with this. */
+    if (old == NULL && __atomic_load_n(&pg->in_full, __ATOMIC_SEQ_CST)) {
+        struct rg_pageq *q = __atomic_load_n(&pg->queue, __ATOMIC_RELAXED);
+        __atomic_store_n(&q->remote, 1, __ATOMIC_RELAXED);
+    }
+}
+
+uint32_t rg_page_collect(struct rg_page *pg)
+{
+    if (__atomic_load_n(&pg->xfree, __ATOMIC_RELAXED) == NULL)
+        return 0;
+    void *p = __atomic_exchange_n(&pg->xfree, NULL, __ATOMIC_ACQUIRE);
+    uint32_t n = 0;
+    while (p != NULL) {
+        size_t off = (size_t)((uint8_t *)p - pg->start);
+        uint32_t s = rg_slot_index(pg, p);
+        if (off >= pg->bytes || (size_t)s * pg->slot_size != off) {
+            rg_report(REGAL_ERR_CORRUPTION, p, NULL,
+                      "remote free list of a %u-byte page holds %p (list dropped)", pg->slot_size,
+                      p);
+            break;
+        }
+        if (!rg_bit_test(pg->live, s)) {
+            /* Pushed twice: the list runs into itself or the free list
+             * from here, so the rest of it is dropped (those slots stay
+             * counted as live, never handed out again). */
+            rg_report(REGAL_ERR_DOUBLE_FREE, p, NULL,
+                      "free of %p: block already freed (double free from another thread)", p);
+            break;
+        }
+        void *next = rg_link_get(p);
+        rg_bit_clear(pg->live, s);
+        rg_link_set(p, pg->free);
+        pg->free = p;
+        pg->used--;
+        n++;
+        p = next;
+    }
+    return n;
+}
+
+/* ---- the owner's queue ---- */
+
+static void to_avail(struct rg_pageq *q, struct rg_page *pg);
+
+void rg_page_absorb(struct rg_page *pg)
+{
+    if (rg_page_collect(pg) > 0 && pg->in_full)
+        to_avail(pg->queue, pg);
+}
+
+/* pg leaves the avail list for the full list, unless another thread freed
+ * a slot of it meanwhile: in_full is published before xfree is read, and
+ * rg_page_free_remote reads in_full after pushing, so one of the two sees
+ * the other.  Returns whether pg has free slots now. */
+static bool to_full(struct rg_pageq *q, struct rg_page *pg)
+{
+    __atomic_store_n(&pg->in_full, 1, __ATOMIC_SEQ_CST);
+    if (rg_page_collect(pg) > 0) {
+        __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
+        return true;
+    }
     list_remove(&q->avail, pg);
     list_push(&q->full, pg);
-    pg->in_full = 1;
+    return false;
+}
+
+static void to_avail(struct rg_pageq *q, struct rg_page *pg)
+{
+    list_remove(&q->full, pg);
+    list_push(&q->avail, pg);
+    __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
+}
+
+/* Full spans that other threads freed slots of go back to avail. */
+static void collect_full(struct rg_pageq *q)
+{
+    if (!__atomic_load_n(&q->remote, __ATOMIC_RELAXED))
+        return;
+    __atomic_store_n(&q->remote, 0, __ATOMIC_RELAXED);
+    for (struct rg_page *pg = q->full, *next; pg != NULL; pg = next) {
+        next = pg->next;
+        if (rg_page_collect(pg) > 0)
+            to_avail(q, pg);
+    }
+}
+
+/* The first span of q with a free slot, after carving and collecting; NULL
+ * when q has none.  Touches only q's own spans. */
+static struct rg_page *queue_refill(struct rg_pageq *q)
+{
+    collect_full(q);
+    struct rg_page *pg;
+    while ((pg = q->avail) != NULL) {
+        if (pg->free != NULL || rg_page_collect(pg) > 0)
+            return pg;
+        if (pg->carved < pg->capacity) {
+            page_carve(pg);
+            return pg;
+        }
+        if (to_full(q, pg))
+            return pg;
+    }
+    return NULL;
+}
+
+/* Moves span pg (of another queue, now unlinked) to the front of q. */
+static void span_adopt(struct rg_pageq *q, struct rg_page *pg)
+{
+    __atomic_store_n(&pg->queue, q, __ATOMIC_RELAXED);
+    __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELAXED);
+    __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
+    list_push(&q->avail, pg);
+}
+
+/* A span of the arena's own queue of q's class with a free slot, moved to
+ * thread queue q (lock held). */
+static struct rg_page *adopt(struct regal_arena *a, struct rg_pageq *q)
+{
+    struct rg_pageq *from = &a->own.classes[rg_size_class(q->slot_size)];
+    struct rg_page *pg = queue_refill(from);
+    if (pg == NULL)
+        return NULL;
+    list_remove(&from->avail, pg);
+    span_adopt(q, pg);
+    return pg;
+}
+
+static struct rg_page *span_new(struct regal_arena *a, struct rg_pageq *q)
+{
+    struct rg_page *pg = span_alloc(a, q->span_pages);
+    if (pg == NULL)
+        return NULL;
+    page_init(q, pg, rg_chunk_of(pg));
+    page_carve(pg);
+    list_push(&q->avail, pg);
+    return pg;
+}
+
+/* Whether q belongs to a thread heap: its spans come and go under the
+ * arena lock, taken here. */
+static bool thread_queue(struct regal_arena *a, const struct rg_pageq *q)
+{
+    return q->owner != NULL && q->owner != &a->own;
 }
 
 void *rg_page_alloc_slow(struct regal_arena *a, struct rg_pageq *q)
 {
-    struct rg_page *pg;
-    while ((pg = q->avail) != NULL && pg->free == NULL) {
-        if (pg->carved < pg->capacity) {
-            page_carve(pg);
-            break;
-        }
-        to_full(q, pg);
-    }
+    struct rg_page *pg = queue_refill(q);
     if (pg == NULL) {
-        pg = span_alloc(a, q->span_pages);
+        bool locked = thread_queue(a, q);
+        if (locked)
+            rg_arena_lock(a);
+        pg = locked ? adopt(a, q) : NULL;
+        if (pg == NULL)
+            pg = span_new(a, q);
+        if (locked)
+            rg_arena_unlock(a);
         if (pg == NULL) {
             errno = ENOMEM;
             return NULL;
         }
-        page_init(q, pg, rg_chunk_of(pg));
-        page_carve(pg);
-        list_push(&q->avail, pg);
     }
-    return rg_page_alloc(a, q);
+    return rg_page_pop(pg);
 }
 
 struct rg_page *rg_page_of(struct rg_chunk *c, const void *p)
 {
     unsigned i = page_index(c, p);
-    if (i < RG_DATA_PAGE0 || i >= pchunk(c)->top)
+    if (i < RG_DATA_PAGE0 || i >= __atomic_load_n(&pchunk(c)->top, __ATOMIC_RELAXED))
         return NULL;
     struct rg_page *pg = rg_page_desc(c, i);
     if (pg->state == RG_PAGE_TAIL)
@@ -270,20 +430,48 @@ void rg_page_free_slow(struct rg_page *pg)
 {
     struct rg_pageq *q = pg->queue;
     if (pg->in_full) {
-        list_remove(&q->full, pg);
-        list_push(&q->avail, pg);
-        pg->in_full = 0;
+        to_avail(q, pg);
     } else if (pg->used == 0 && (q->avail != pg || pg->next != NULL)) {
         /* Empty and not the queue's last span: back to the chunk. */
+        struct rg_chunk *c = rg_chunk_of(pg);
+        bool locked = thread_queue(c->arena, q);
+        if (locked)
+            rg_arena_lock(c->arena);
         list_remove(&q->avail, pg);
-        span_give_back(rg_chunk_of(pg), pg);
+        span_give_back(c, pg);
+        if (locked)
+            rg_arena_unlock(c->arena);
     }
 }
 
+/* Under the lock: a class span of a thread heap is the thread's to change,
+ * so its slot goes the remote way. */
 void rg_page_free(struct regal_arena *a, struct rg_page *pg, void *p)
 {
-    (void)a;
-    rg_page_push(pg, p, rg_slot_index(pg, p));
+    if (thread_queue(a, pg->queue))
+        rg_page_free_remote(pg, p);
+    else
+        rg_page_push(pg, p, rg_slot_index(pg, p));
+}
+
+/* Hands every span of q to to (lock held): empty ones to their chunk. */
+void rg_pageq_abandon(struct rg_pageq *q, struct rg_pageq *to)
+{
+    struct rg_page *lists[2] = {q->avail, q->full};
+    for (int l = 0; l < 2; l++) {
+        for (struct rg_page *pg = lists[l], *next; pg != NULL; pg = next) {
+            next = pg->next;
+            rg_page_collect(pg);
+            if (pg->used == 0) {
+                span_give_back(rg_chunk_of(pg), pg);
+            } else {
+                span_adopt(to, pg);
+                if (pg->free == NULL && pg->carved == pg->capacity)
+                    to_full(to, pg);
+            }
+        }
+    }
+    q->avail = q->full = NULL;
 }
 
 static void release_list(struct rg_page *pg)
@@ -317,7 +505,7 @@ size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c)
     return released;
 }
 
-bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg)
+bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents)
 {
     unsigned first = (unsigned)(pg - rg_page_desc(c, 0));
     if (pg->state != RG_PAGE_HEAD || first < RG_DATA_PAGE0 || first + pg->span > pchunk(c)->top)
@@ -329,6 +517,8 @@ bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg)
     }
     if ((size_t)pg->capacity * pg->slot_size > ((size_t)pg->span << RG_PAGE_SHIFT))
         return rg_check_fail(pg, "page %u: capacity beyond span (invariant 1)", first);
+    if (!contents)
+        return true;
     uint32_t live = 0;
     for (uint32_t w = 0; w < (pg->capacity + 63) / 64; w++)
         live += (uint32_t)__builtin_popcountll(pg->live[w]);

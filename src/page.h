@@ -29,6 +29,7 @@ enum rg_page_state { RG_PAGE_FREE = 0, RG_PAGE_HEAD, RG_PAGE_TAIL };
 enum rg_page_kind { RG_PAGE_CLASS = 0, RG_PAGE_POOL, RG_PAGE_META };
 
 struct rg_pageq;
+struct rg_theap;
 
 struct rg_page {
     void *free;           /* free slots, linked through their first word */
@@ -42,6 +43,8 @@ struct rg_page {
     struct rg_page *next; /* in the queue's avail or full list, or a free span list */
     struct rg_page *prev;
     struct rg_pageq *queue;                /* the queue that owns the span */
+    struct rg_theap *owner;                /* queue->owner (atomic: read by other threads) */
+    void *xfree;                           /* slots freed by other threads (atomic list) */
     uint8_t state;                         /* enum rg_page_state */
     uint8_t kind;                          /* enum rg_page_kind */
     uint8_t span;                          /* pages in the span (heads and free spans) */
@@ -53,11 +56,13 @@ struct rg_page {
 /* The pages of one slot size: a size class of an arena, a pool, or the
  * arena's internal objects. */
 struct rg_pageq {
-    struct rg_page *avail; /* spans with free or uncarved slots; the first one serves */
-    struct rg_page *full;  /* spans with every slot live */
+    struct rg_page *avail;  /* spans with free or uncarved slots; the first one serves */
+    struct rg_page *full;   /* spans with every slot live */
+    struct rg_theap *owner; /* class queues: the thread heap (theap.h); else NULL */
     uint32_t slot_size;
     uint8_t kind;       /* enum rg_page_kind of its spans */
     uint8_t span_pages; /* pages per span */
+    uint8_t remote;     /* atomic: a full span got slots in its xfree list */
 };
 
 /* Header of a pages chunk. */
@@ -92,6 +97,16 @@ RG_INLINE unsigned rg_size_class(size_t size)
     return 8 + (b - 7) * 4 + (unsigned)(((size - 1) >> (b - 2)) & 3);
 }
 
+/* The same from a table, for the fast path (filled by rg_classes_init at
+ * process start). */
+extern uint8_t rg_class_of[RG_SMALL_MAX / 16 + 1];
+void rg_classes_init(void);
+
+RG_INLINE unsigned rg_size_class_small(size_t size)
+{
+    return rg_class_of[(size + 15) >> 4];
+}
+
 /* ---- slots ---- */
 
 RG_INLINE uint32_t rg_slot_index(const struct rg_page *pg, const void *p)
@@ -99,19 +114,24 @@ RG_INLINE uint32_t rg_slot_index(const struct rg_page *pg, const void *p)
     return (uint32_t)(((rg_u128)((uintptr_t)p - (uintptr_t)pg->start) * pg->recip) >> 64);
 }
 
+/* Live bits are written only by the span's owner but tested by any thread
+ * that frees a slot of it: relaxed atomic loads and stores (plain moves on
+ * x86), never read-modify-write. */
 RG_INLINE void rg_bit_set(uint64_t *bits, uint32_t i)
 {
-    bits[i / 64] |= 1ull << (i % 64);
+    uint64_t w = __atomic_load_n(&bits[i / 64], __ATOMIC_RELAXED);
+    __atomic_store_n(&bits[i / 64], w | 1ull << (i % 64), __ATOMIC_RELAXED);
 }
 
 RG_INLINE void rg_bit_clear(uint64_t *bits, uint32_t i)
 {
-    bits[i / 64] &= ~(1ull << (i % 64));
+    uint64_t w = __atomic_load_n(&bits[i / 64], __ATOMIC_RELAXED);
+    __atomic_store_n(&bits[i / 64], w & ~(1ull << (i % 64)), __ATOMIC_RELAXED);
 }
 
 RG_INLINE bool rg_bit_test(const uint64_t *bits, uint32_t i)
 {
-    return (bits[i / 64] >> (i % 64)) & 1;
+    return (__atomic_load_n(&bits[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
 }
 
 /* The free-list link in a free slot, stored as next ^ slot ^ a per-process
@@ -137,18 +157,31 @@ RG_INLINE void rg_link_set(void *slot, void *next)
 
 void rg_page_corrupt(struct rg_page *pg, const void *slot);
 
+/* Whether a free-list link read from a slot of pg stays inside its span. */
+RG_INLINE bool rg_link_ok(const struct rg_page *pg, const void *next)
+{
+    return (uintptr_t)next - (uintptr_t)pg->start < pg->bytes || next == NULL;
+}
+
+/* Hands out p, the first free slot of pg, whose link is next. */
+RG_INLINE void *rg_page_take(struct rg_page *pg, void *p, void *next)
+{
+    pg->free = next;
+    pg->used++;
+    rg_bit_set(pg->live, rg_slot_index(pg, p));
+    return p;
+}
+
 /* Takes the first free slot of pg (pg->free != NULL). */
 RG_INLINE void *rg_page_pop(struct rg_page *pg)
 {
     void *p = pg->free;
     void *next = rg_link_get(p);
-    if (RG_UNLIKELY((uintptr_t)next - (uintptr_t)pg->start >= pg->bytes && next != NULL))
-        rg_page_corrupt(pg, p);
-    else
-        pg->free = next;
-    pg->used++;
-    rg_bit_set(pg->live, rg_slot_index(pg, p));
-    return p;
+    if (RG_UNLIKELY(!rg_link_ok(pg, next))) {
+        rg_page_corrupt(pg, p); /* drops the list */
+        next = NULL;
+    }
+    return rg_page_take(pg, p, next);
 }
 
 struct regal_arena;
@@ -177,11 +210,7 @@ void rg_page_free(struct regal_arena *a, struct rg_page *pg, void *p);
 /* The span leaves the full list, or gives itself back when empty. */
 void rg_page_free_slow(struct rg_page *pg);
 
-/* The fast path of free for a pointer into a pages chunk: if p is a live
- * slot of a class or pool span whose head page holds it, frees it and
- * returns the span; otherwise returns NULL and changes nothing (the caller
- * takes the slow path, which tells what p is). */
-/* Puts live slot s (at p) of pg back on its free list. */
+/* Puts live slot s (at p) of pg back on its free list (owner only). */
 RG_INLINE void rg_page_push(struct rg_page *pg, void *p, uint32_t s)
 {
     rg_bit_clear(pg->live, s);
@@ -192,27 +221,43 @@ RG_INLINE void rg_page_push(struct rg_page *pg, void *p, uint32_t s)
         rg_page_free_slow(pg);
 }
 
-RG_INLINE struct rg_page *rg_page_free_fast(struct rg_chunk *c, void *p)
+/* The span of p if p is a live slot of a class span whose head page holds
+ * it (*slot its index); otherwise NULL (the caller takes the slow path,
+ * which tells what p is).  Reads only: any thread may call it. */
+RG_INLINE struct rg_page *rg_page_class_slot(struct rg_chunk *c, void *p, uint32_t *slot)
 {
     unsigned i = (unsigned)(((uintptr_t)p - (uintptr_t)c) >> RG_PAGE_SHIFT);
     struct rg_page *pg = rg_page_desc(c, i);
-    if (RG_UNLIKELY(i >= ((const struct rg_pages_chunk *)c)->top || pg->state != RG_PAGE_HEAD ||
-                    pg->kind == RG_PAGE_META))
+    unsigned top = __atomic_load_n(&((const struct rg_pages_chunk *)c)->top, __ATOMIC_RELAXED);
+    if (RG_UNLIKELY(i >= top || pg->state != RG_PAGE_HEAD ||
+                    pg->kind != RG_PAGE_CLASS))
         return NULL; /* page 0 is never a HEAD */
     size_t off = (size_t)((uint8_t *)p - pg->start);
     uint32_t s = rg_slot_index(pg, p);
     if (RG_UNLIKELY(s >= pg->capacity || (size_t)s * pg->slot_size != off ||
                     !rg_bit_test(pg->live, s)))
         return NULL;
-    rg_page_push(pg, p, s);
+    *slot = s;
     return pg;
 }
+
+/* Frees live slot p of a span owned by another thread: onto the span's
+ * xfree list, which the owner collects when it runs short (no lock). */
+void rg_page_free_remote(struct rg_page *pg, void *p);
+/* Moves the slots of pg's xfree list to its free list (owner only); the
+ * number of slots collected. */
+uint32_t rg_page_collect(struct rg_page *pg);
+/* rg_page_collect for a span of a queue the caller owns, keeping the queue
+ * in order (a full span with free slots goes back to avail). */
+void rg_page_absorb(struct rg_page *pg);
 
 void rg_pageq_init(struct rg_pageq *q, uint32_t slot_size, enum rg_page_kind kind);
 /* Calls fn for every live slot of q's spans, or of c's class and pool
  * spans. */
 void rg_pageq_visit(const struct rg_pageq *q, rg_visit_fn fn, void *ctx);
 void rg_pages_chunk_visit(struct rg_chunk *c, rg_visit_fn fn, void *ctx);
+/* Hands every span of q to queue to (lock held); empty ones to their chunk. */
+void rg_pageq_abandon(struct rg_pageq *q, struct rg_pageq *to);
 /* Returns every span of q to its chunk. */
 void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q);
 
@@ -221,8 +266,8 @@ void rg_pages_chunk_reset(struct rg_chunk *c);
 void rg_pages_chunk_init(struct rg_chunk *c);
 /* Gives the free spans of c back to the OS; bytes released. */
 size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c);
-/* Checks the invariants of a live span; false (and a report) on the first
- * violation. */
-bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg);
+/* Checks the invariants of a live span, its slots too if contents; false
+ * (and a report) on the first violation. */
+bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents);
 
 #endif

@@ -176,8 +176,9 @@ static size_t front_for(size_t align)
 /* Statistics count a tracked block by its requested size. */
 static void count_requested(regal_arena *a, size_t usable, size_t need, size_t size)
 {
-    a->st.in_use -= usable - size;
-    a->st.requested_total -= need - size;
+    struct rg_counters *s = rg_counters_of(a);
+    s->in_use -= usable - size;
+    s->requested_total -= need - size;
 }
 
 /* Allocates and carves under the arena lock, so regal_arena_check never

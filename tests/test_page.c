@@ -16,6 +16,13 @@ Test(page, size_class_is_the_smallest_class_that_fits)
     }
 }
 
+Test(page, class_table_of_the_fast_path_agrees_for_every_size)
+{
+    rg_classes_init();
+    for (size_t n = 0; n <= RG_SMALL_MAX; n++)
+        cr_assert_eq(rg_size_class_small(n), rg_size_class(n), "size %zu", n);
+}
+
 Test(page, classes_grow_and_stay_16_aligned)
 {
     for (unsigned c = 0; c < RG_CLASS_COUNT; c++) {

@@ -1,0 +1,236 @@
+/*
+ * Thread heaps (see theap.h): binding a thread to a shared arena, handing
+ * its spans back when it exits, orphaning on reset and destroy.
+ */
+#include "theap.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "arena.h"
+#include "os.h"
+
+__thread struct rg_tl rg_tl __attribute__((tls_model("initial-exec")));
+
+/* ---- storage: slabs of theaps, never unmapped ---- */
+
+#define SLAB_BYTES  ((size_t)64 * 1024)
+#define THEAP_BYTES rg_align_up(sizeof(struct rg_theap), 64) /* no false sharing */
+
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rg_theap *free_theaps;
+
+static struct rg_theap *theap_new(void)
+{
+    pthread_mutex_lock(&slab_lock);
+    if (free_theaps == NULL) {
+        uint8_t *m = rg_os_map_aligned(SLAB_BYTES, 64, 0);
+        for (size_t off = 0; m != NULL && off + THEAP_BYTES <= SLAB_BYTES; off += THEAP_BYTES) {
+            struct rg_theap *h = (struct rg_theap *)(m + off);
+            h->next_of_thread = free_theaps;
+            free_theaps = h;
+        }
+    }
+    struct rg_theap *h = free_theaps;
+    if (h != NULL)
+        free_theaps = h->next_of_thread;
+    pthread_mutex_unlock(&slab_lock);
+    return h;
+}
+
+static void theap_recycle(struct rg_theap *h)
+{
+    pthread_mutex_lock(&slab_lock);
+    h->next_of_thread = free_theaps;
+    free_theaps = h;
+    pthread_mutex_unlock(&slab_lock);
+}
+
+void rg_theap_init(struct rg_theap *h, struct regal_arena *a)
+{
+    struct rg_theap *keep = h->next_of_thread;
+    memset(h, 0, sizeof *h);
+    for (unsigned i = 0; i < RG_CLASS_COUNT; i++) {
+        rg_pageq_init(&h->classes[i], rg_class_size[i], RG_PAGE_CLASS);
+        h->classes[i].owner = h;
+    }
+    h->thread = &rg_tl;
+    h->next_of_thread = keep;
+    __atomic_store_n(&h->arena, a, __ATOMIC_RELAXED);
+}
+
+/* ---- thread exit ---- */
+
+static pthread_key_t exit_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+/* Runs at thread exit (pthread key destructor): every theap of the thread
+ * goes back to its arena.  The registry lock keeps the arenas alive
+ * meanwhile; a reset that ran first has orphaned the theap (checked again
+ * under the arena's lock). */
+static void thread_exit(void *arg)
+{
+    struct rg_tl *t = arg;
+    t->exiting = true;
+    memset(t->cache, 0, sizeof t->cache);
+    rg_registry_lock();
+    for (struct rg_theap *h = t->theaps, *next; h != NULL; h = next) {
+        next = h->next_of_thread;
+        regal_arena *a = __atomic_load_n(&h->arena, __ATOMIC_RELAXED);
+        if (a != NULL) {
+            rg_arena_lock(a);
+            if (__atomic_load_n(&h->arena, __ATOMIC_RELAXED) == a)
+                rg_theap_abandon(a, h);
+            rg_arena_unlock(a);
+        }
+        theap_recycle(h);
+    }
+    t->theaps = NULL;
+    rg_registry_unlock();
+}
+
+static void key_init(void)
+{
+    pthread_key_create(&exit_key, thread_exit);
+}
+
+/* ---- binding ---- */
+
+static void link_to_arena(regal_arena *a, struct rg_theap *h)
+{
+    rg_arena_lock(a);
+    h->prev = NULL;
+    h->next = a->theaps;
+    if (a->theaps != NULL)
+        a->theaps->prev = h;
+    a->theaps = h;
+    rg_arena_unlock(a);
+}
+
+static void unlink_from_arena(regal_arena *a, struct rg_theap *h)
+{
+    if (h->prev != NULL)
+        h->prev->next = h->next;
+    else
+        a->theaps = h->next;
+    if (h->next != NULL)
+        h->next->prev = h->prev;
+}
+
+/* The thread's theap of a, or a new one (an orphaned theap of the thread
+ * is reused). */
+static struct rg_theap *find_or_make(struct rg_tl *t, regal_arena *a)
+{
+    struct rg_theap *spare = NULL;
+    for (struct rg_theap *h = t->theaps; h != NULL; h = h->next_of_thread) {
+        regal_arena *ha = __atomic_load_n(&h->arena, __ATOMIC_RELAXED);
+        if (ha == a)
+            return h;
+        if (ha == NULL && spare == NULL)
+            spare = h;
+    }
+    struct rg_theap *h = spare;
+    if (h == NULL) {
+        h = theap_new();
+        if (h == NULL)
+            return NULL;
+        h->next_of_thread = t->theaps;
+        t->theaps = h;
+    }
+    rg_theap_init(h, a);
+    link_to_arena(a, h);
+    return h;
+}
+
+struct rg_theap *rg_theap_bind(regal_arena *a)
+{
+    struct rg_tl *t = &rg_tl;
+    if (t->exiting)
+        return NULL;
+    struct rg_theap *h = find_or_make(t, a);
+    if (h == NULL)
+        return NULL;
+    if (!t->registered) {
+        t->registered = true; /* first: pthread_setspecific may allocate */
+        pthread_once(&key_once, key_init);
+        pthread_setspecific(exit_key, t);
+    }
+    *rg_tl_slot(a) = h;
+    return h;
+}
+
+struct rg_theap *rg_theap_ensure(regal_arena *a)
+{
+    struct rg_theap *h = rg_theap_of(a);
+    if (h == NULL && !rg_arena_tracked(a))
+        h = rg_theap_bind(a);
+    return h;
+}
+
+/* ---- handing back ---- */
+
+static void counters_add(struct rg_counters *to, const struct rg_counters *from)
+{
+    to->in_use += from->in_use;
+    to->requested_total += from->requested_total;
+    to->alloc_count += from->alloc_count;
+    to->free_count += from->free_count;
+}
+
+void rg_theap_abandon(regal_arena *a, struct rg_theap *h)
+{
+    size_t peak = rg_arena_peak(a);
+    if (peak > a->peak_floor)
+        a->peak_floor = peak;
+    for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
+        rg_pageq_abandon(&h->classes[i], &a->own.classes[i]);
+    counters_add(&a->own.st, &h->st);
+    unlink_from_arena(a, h);
+    __atomic_store_n(&h->arena, NULL, __ATOMIC_RELAXED);
+}
+
+void rg_theap_orphan_all(regal_arena *a)
+{
+    for (struct rg_theap *h = a->theaps; h != NULL; h = h->next)
+        __atomic_store_n(&h->arena, NULL, __ATOMIC_RELAXED);
+    a->theaps = NULL;
+}
+
+void rg_theap_fork_child(regal_arena *a)
+{
+    for (struct rg_theap *h = a->theaps, *next; h != NULL; h = next) {
+        next = h->next;
+        if (h->thread != &rg_tl)
+            rg_theap_abandon(a, h); /* its thread is gone; the struct is left */
+    }
+}
+
+/* ---- figures ---- */
+
+static size_t load(const size_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+size_t rg_arena_peak(regal_arena *a)
+{
+    size_t sum = a->own.st.peak_in_use;
+    for (const struct rg_theap *h = a->theaps; h != NULL; h = h->next)
+        sum += load(&h->st.peak_in_use);
+    return sum > a->peak_floor ? sum : a->peak_floor;
+}
+
+void rg_arena_counters(regal_arena *a, struct rg_counters *out)
+{
+    *out = a->own.st;
+    for (const struct rg_theap *h = a->theaps; h != NULL; h = h->next) {
+        struct rg_counters c = {
+            .in_use = load(&h->st.in_use),
+            .requested_total = load(&h->st.requested_total),
+            .alloc_count = load(&h->st.alloc_count),
+            .free_count = load(&h->st.free_count),
+        };
+        counters_add(out, &c);
+    }
+    out->peak_in_use = rg_arena_peak(a);
+}
