@@ -58,7 +58,7 @@ RG_INLINE void *aligned(size_t alignment, size_t size)
 
 SHIM void *malloc(size_t size)
 {
-    void *p = rg_alloc_fast(rg_default_arena_fast(), size);
+    void *p = rg_alloc_fast_default(size);
     if (RG_LIKELY(p != NULL))
         return p;
     if (RG_UNLIKELY(is_tracked()))

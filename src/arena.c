@@ -229,7 +229,10 @@ static void init_queues(regal_arena *a)
     a->theaps = NULL;
     a->peak_floor = 0;
     rg_theap_init(&a->own, a);
-    a->own.thread = NULL; /* no thread's: its spans change under the lock */
+    bool single = (a->flags & REGAL_ARENA_SINGLE_THREAD) && !rg_arena_tracked(a);
+    /* No thread's in a shared arena: its spans change under the lock. */
+    a->own.thread = single ? RG_ANY_THREAD : NULL;
+    a->single = single ? RG_SINGLE_MAGIC : 0;
     rg_pageq_init(&a->meta, (uint32_t)rg_align_up(sizeof(struct regal_pool), RG_ALIGN),
                   RG_PAGE_META);
 }
@@ -336,6 +339,7 @@ void regal_arena_destroy(regal_arena *a)
     release_chunks(a);
     pthread_mutex_destroy(&a->lock);
     a->magic = 0;
+    a->single = 0;
     rg_chunk_free(rg_arena_home(a));
     rg_vg_quiet_end();
 }
@@ -359,7 +363,7 @@ void regal_arena_reset(regal_arena *a)
     rg_vg_quiet_end();
 }
 
-regal_arena *rg_default_arena_ptr;
+static regal_arena *rg_default_arena_ptr;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 /* Built completely, then published with a release store; readers load it

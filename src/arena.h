@@ -15,6 +15,7 @@
 /* Internal flag: the arena's blocks are tracked (src/track.c). */
 #define RG_ARENA_TRACKED (1u << 31)
 #define RG_NAME_MAX      32
+#define RG_SINGLE_MAGIC  0x73696e67u /* "sing" */
 
 /* An arena is the header of its home chunk, a pages chunk that stays with
  * it until destroy: the arena pointer is the chunk's address (a start
@@ -22,6 +23,7 @@
 struct regal_arena {
     struct rg_pages_chunk home;   /* must stay first */
     uint32_t magic;               /* RG_ARENA_MAGIC while alive */
+    uint32_t single;              /* RG_SINGLE_MAGIC while alive, single-thread, untracked */
     unsigned flags;               /* REGAL_ARENA_* */
     bool is_default;              /* regal_default_arena(): never destroyed */
     char name[RG_NAME_MAX];       /* "" when unnamed */
@@ -74,10 +76,13 @@ RG_INLINE void rg_arena_unlock(regal_arena *a)
 }
 
 /* The calling thread's theap of a, if it has one already: the arena's own
- * for a single-thread arena, else the thread's cache (NULL on a miss). */
+ * for an untracked single-thread arena, else the thread's cache (NULL on a
+ * miss).  A hit means a is a live, untracked arena: a cached theap's arena
+ * is a live arena or RG_ORPHAN, and tracked arenas have no theaps.  A may
+ * be NULL. */
 RG_INLINE struct rg_theap *rg_theap_of(regal_arena *a)
 {
-    if (a->flags & REGAL_ARENA_SINGLE_THREAD)
+    if (a != NULL && a->single == RG_SINGLE_MAGIC)
         return &a->own;
     struct rg_theap *h = *rg_tl_slot(a);
     return RG_LIKELY(h != NULL && __atomic_load_n(&h->arena, __ATOMIC_RELAXED) == a) ? h : NULL;

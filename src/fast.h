@@ -11,15 +11,11 @@
 #include "arena.h"
 #include "stats.h"
 
-/* A small block from the first span of its class queue in the caller's
- * theap, or NULL. */
-RG_INLINE void *rg_alloc_fast(regal_arena *a, size_t size)
+/* A small block from the first span of its class queue in theap h (NULL:
+ * none), or NULL. */
+RG_INLINE void *rg_alloc_from(struct rg_theap *h, size_t size)
 {
-    if (RG_UNLIKELY(size > RG_SMALL_MAX || a == NULL || a->magic != RG_ARENA_MAGIC ||
-                    rg_arena_tracked(a)))
-        return NULL;
-    struct rg_theap *h = rg_theap_of(a);
-    if (RG_UNLIKELY(h == NULL))
+    if (RG_UNLIKELY(h == NULL || size > RG_SMALL_MAX))
         return NULL;
     struct rg_page *pg = h->classes[rg_size_class_small(size)].avail;
     void *p = pg != NULL ? pg->free : NULL;
@@ -32,41 +28,46 @@ RG_INLINE void *rg_alloc_fast(regal_arena *a, size_t size)
     return rg_page_take(pg, p, next);
 }
 
+/* A small block of arena a (any pointer: a theap is found only for a live,
+ * untracked arena), or NULL. */
+RG_INLINE void *rg_alloc_fast(regal_arena *a, size_t size)
+{
+    return rg_alloc_from(rg_theap_of(a), size);
+}
+
+/* The same in the default arena (the shim): the thread's theap of it, or
+ * none before its first allocation, when tracked, or after a reset. */
+RG_INLINE void *rg_alloc_fast_default(size_t size)
+{
+    struct rg_theap *h = rg_tl.default_theap;
+    if (RG_UNLIKELY(h == NULL || __atomic_load_n(&h->arena, __ATOMIC_RELAXED) == RG_ORPHAN))
+        return NULL;
+    return rg_alloc_from(h, size);
+}
+
 /* Frees p if it is a live slot of a class span owned by the caller's theap
- * (its owner's thread is the caller; the arena's own theap has no thread
- * and serves only single-thread arenas here) with no remote frees waiting,
- * of an arena that is not tracked (a tracked block never starts a slot, so
- * it fails the slot check anyway; the flag test makes that independent of
- * the layout).  false if it did nothing. */
+ * (its owner's thread is the caller, or any thread for an untracked
+ * single-thread arena) with no remote frees waiting; false if it did
+ * nothing.  Tracked arenas' spans belong to their own theap, which has no
+ * thread, so their blocks never pass. */
 RG_INLINE bool rg_free_fast(void *p)
 {
     struct rg_chunk *c = rg_chunk_of(p);
     if (RG_UNLIKELY(p == NULL || !rg_chunk_is_mapped(p) || c->magic != RG_CHUNK_MAGIC ||
                     c->kind != RG_CHUNK_PAGES))
         return false;
-    regal_arena *a = c->arena;
-    if (RG_UNLIKELY(rg_arena_tracked(a)))
-        return false;
     uint32_t s;
     struct rg_page *pg = rg_page_class_slot(c, p, &s);
     if (RG_UNLIKELY(pg == NULL))
         return false;
     struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_RELAXED);
-    if (RG_UNLIKELY(h->thread != &rg_tl && !(a->flags & REGAL_ARENA_SINGLE_THREAD)))
+    if (RG_UNLIKELY(h->thread != &rg_tl && h->thread != RG_ANY_THREAD))
         return false;
     if (RG_UNLIKELY(__atomic_load_n(&pg->xfree, __ATOMIC_RELAXED) != NULL))
         return false;
     rg_counters_free(&h->st, 1, pg->slot_size);
     rg_page_push(pg, p, s);
     return true;
-}
-
-/* The default arena once made (shim fast paths), or NULL. */
-extern regal_arena *rg_default_arena_ptr;
-
-RG_INLINE regal_arena *rg_default_arena_fast(void)
-{
-    return __atomic_load_n(&rg_default_arena_ptr, __ATOMIC_ACQUIRE);
 }
 
 #endif

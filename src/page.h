@@ -83,6 +83,7 @@ RG_INLINE struct rg_page *rg_page_desc(struct rg_chunk *c, unsigned i)
 /* Bytes of page 0 that metadata uses. */
 #define RG_PAGES_META (RG_DESC_OFFSET + RG_PAGES_PER_CHUNK * sizeof(struct rg_page))
 static_assert(RG_PAGES_META <= RG_PAGE_SIZE, "page descriptors fit in page 0");
+static_assert(RG_PAGE_SIZE / 16 <= RG_PAGE_MAX_SLOTS, "a page of the smallest class fits the bitmap");
 
 /* ---- size classes ---- */
 
@@ -232,10 +233,11 @@ RG_INLINE struct rg_page *rg_page_class_slot(struct rg_chunk *c, void *p, uint32
     if (RG_UNLIKELY(i >= top || pg->state != RG_PAGE_HEAD ||
                     pg->kind != RG_PAGE_CLASS))
         return NULL; /* page 0 is never a HEAD */
+    /* p is inside the head page, so s < RG_PAGE_MAX_SLOTS and its live bit
+     * exists; slots at or past capacity are never live. */
     size_t off = (size_t)((uint8_t *)p - pg->start);
     uint32_t s = rg_slot_index(pg, p);
-    if (RG_UNLIKELY(s >= pg->capacity || (size_t)s * pg->slot_size != off ||
-                    !rg_bit_test(pg->live, s)))
+    if (RG_UNLIKELY((size_t)s * pg->slot_size != off || !rg_bit_test(pg->live, s)))
         return NULL;
     *slot = s;
     return pg;

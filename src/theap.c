@@ -73,11 +73,12 @@ static void thread_exit(void *arg)
     struct rg_tl *t = arg;
     t->exiting = true;
     memset(t->cache, 0, sizeof t->cache);
+    t->default_theap = NULL;
     rg_registry_lock();
     for (struct rg_theap *h = t->theaps, *next; h != NULL; h = next) {
         next = h->next_of_thread;
         regal_arena *a = __atomic_load_n(&h->arena, __ATOMIC_RELAXED);
-        if (a != NULL) {
+        if (a != RG_ORPHAN) {
             rg_arena_lock(a);
             if (__atomic_load_n(&h->arena, __ATOMIC_RELAXED) == a)
                 rg_theap_abandon(a, h);
@@ -126,7 +127,7 @@ static struct rg_theap *find_or_make(struct rg_tl *t, regal_arena *a)
         regal_arena *ha = __atomic_load_n(&h->arena, __ATOMIC_RELAXED);
         if (ha == a)
             return h;
-        if (ha == NULL && spare == NULL)
+        if (ha == RG_ORPHAN && spare == NULL)
             spare = h;
     }
     struct rg_theap *h = spare;
@@ -156,6 +157,8 @@ struct rg_theap *rg_theap_bind(regal_arena *a)
         pthread_setspecific(exit_key, t);
     }
     *rg_tl_slot(a) = h;
+    if (a->is_default)
+        t->default_theap = h;
     return h;
 }
 
@@ -186,13 +189,13 @@ void rg_theap_abandon(regal_arena *a, struct rg_theap *h)
         rg_pageq_abandon(&h->classes[i], &a->own.classes[i]);
     counters_add(&a->own.st, &h->st);
     unlink_from_arena(a, h);
-    __atomic_store_n(&h->arena, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->arena, RG_ORPHAN, __ATOMIC_RELAXED);
 }
 
 void rg_theap_orphan_all(regal_arena *a)
 {
     for (struct rg_theap *h = a->theaps; h != NULL; h = h->next)
-        __atomic_store_n(&h->arena, NULL, __ATOMIC_RELAXED);
+        __atomic_store_n(&h->arena, RG_ORPHAN, __ATOMIC_RELAXED);
     a->theaps = NULL;
 }
 
@@ -207,30 +210,20 @@ void rg_theap_fork_child(regal_arena *a)
 
 /* ---- figures ---- */
 
-static size_t load(const size_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-
+/* Other threads' counters are read as they are, with no lock: their owners
+ * write them with plain stores on the fast paths (stats.h). */
 size_t rg_arena_peak(regal_arena *a)
 {
     size_t sum = a->own.st.peak_in_use;
     for (const struct rg_theap *h = a->theaps; h != NULL; h = h->next)
-        sum += load(&h->st.peak_in_use);
+        sum += h->st.peak_in_use;
     return sum > a->peak_floor ? sum : a->peak_floor;
 }
 
 void rg_arena_counters(regal_arena *a, struct rg_counters *out)
 {
     *out = a->own.st;
-    for (const struct rg_theap *h = a->theaps; h != NULL; h = h->next) {
-        struct rg_counters c = {
-            .in_use = load(&h->st.in_use),
-            .requested_total = load(&h->st.requested_total),
-            .alloc_count = load(&h->st.alloc_count),
-            .free_count = load(&h->st.free_count),
-        };
-        counters_add(out, &c);
-    }
+    for (const struct rg_theap *h = a->theaps; h != NULL; h = h->next)
+        counters_add(out, &h->st);
     out->peak_in_use = rg_arena_peak(a);
 }

@@ -31,20 +31,27 @@ struct regal_arena;
  * so one theap's in_use may be negative (compared signed); the arena sums
  * them. */
 struct rg_counters {
-    size_t in_use, peak_in_use, requested_total;
-    size_t alloc_count, free_count;
+    size_t in_use, peak_in_use;
+    size_t requested_total, free_count, alloc_count; /* not adjacent: no vector add */
 };
 
 struct rg_tl;
 
+/* theap.arena of an orphaned theap (never NULL: no arena pointer matches). */
+#define RG_ORPHAN ((struct regal_arena *)1)
+/* theap.thread of the one theap of an untracked single-thread arena: any
+ * thread that calls may use it. */
+#define RG_ANY_THREAD ((struct rg_tl *)1)
+
 struct rg_theap {
     struct rg_pageq classes[RG_CLASS_COUNT];
     struct rg_counters st;
-    struct regal_arena *arena; /* atomic; NULL when orphaned or unused */
+    struct regal_arena *arena; /* atomic; RG_ORPHAN when orphaned */
     struct rg_theap *next;     /* the arena's theaps (arena lock) */
     struct rg_theap *prev;
     struct rg_theap *next_of_thread; /* the thread's theaps, or the free list */
-    struct rg_tl *thread;            /* the owning thread's record; NULL for arena->own */
+    struct rg_tl *thread; /* the owning thread's record; for arena->own NULL, or
+                             RG_ANY_THREAD in an untracked single-thread arena */
 };
 
 /* Per-thread record: a direct-mapped cache from arena to theap (an entry
@@ -54,6 +61,7 @@ struct rg_theap {
 #define RG_TL_WAYS 8
 struct rg_tl {
     struct rg_theap *cache[RG_TL_WAYS];
+    struct rg_theap *default_theap; /* of regal_default_arena(), for the shim */
     struct rg_theap *theaps;
     bool registered; /* the exit destructor is armed */
     bool exiting;    /* the destructor ran: no new theap */
