@@ -48,14 +48,13 @@ RG_INLINE void *rg_alloc_fast_default(size_t size)
 /* Frees p if it is a live slot of a class span owned by the caller's theap
  * (its owner's thread is the caller, or any thread for an untracked
  * single-thread arena) with no remote frees waiting; false if it did
- * nothing.  Tracked arenas' spans belong to their own theap, which has no
- * thread, so their blocks never pass. */
+ * nothing.  Blocks of tracked arenas never pass. */
 RG_INLINE bool rg_free_fast(void *p)
 {
     struct rg_chunk *c = rg_chunk_of(p);
     if (RG_UNLIKELY(p == NULL || !rg_chunk_is_mapped(p) || c->magic != RG_CHUNK_MAGIC ||
-                    c->kind != RG_CHUNK_PAGES))
-        return false;
+                    c->kind != RG_CHUNK_PAGES || rg_arena_tracked(c->arena)))
+        return false; /* a tracked arena's page descriptors are NOACCESS under memcheck */
     uint32_t s;
     struct rg_page *pg = rg_page_class_slot(c, p, &s);
     if (RG_UNLIKELY(pg == NULL))
