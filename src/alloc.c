@@ -244,7 +244,7 @@ static RG_NOINLINE void free_rest(void *p)
     struct rg_page *pg;
     if (p != NULL && rg_chunk_is_mapped(p) && c->magic == RG_CHUNK_MAGIC &&
         c->kind == RG_CHUNK_PAGES && !rg_arena_tracked(c->arena) &&
-        (pg = rg_page_class_slot(c, p, &s)) != NULL)
+        (pg = rg_page_slot(c, p, RG_PAGE_CLASS, &s)) != NULL)
         free_class_slow(c->arena, pg, p, s);
     else
         free_slow(p);

@@ -56,7 +56,7 @@ RG_INLINE bool rg_free_fast(void *p)
                     c->kind != RG_CHUNK_PAGES || rg_arena_tracked(c->arena)))
         return false; /* a tracked arena's page descriptors are NOACCESS under memcheck */
     uint32_t s;
-    struct rg_page *pg = rg_page_class_slot(c, p, &s);
+    struct rg_page *pg = rg_page_slot(c, p, RG_PAGE_CLASS, &s);
     if (RG_UNLIKELY(pg == NULL))
         return false;
     struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_RELAXED);

@@ -222,22 +222,24 @@ RG_INLINE void rg_page_push(struct rg_page *pg, void *p, uint32_t s)
         rg_page_free_slow(pg);
 }
 
-/* The span of p if p is a live slot of a class span whose head page holds
- * it (*slot its index); otherwise NULL (the caller takes the slow path,
- * which tells what p is).  Reads only: any thread may call it. */
-RG_INLINE struct rg_page *rg_page_class_slot(struct rg_chunk *c, void *p, uint32_t *slot)
+/* The span of p if p is a live slot of a span of kind whose head page
+ * holds it (*slot its index); otherwise NULL (the caller takes the slow
+ * path, which tells what p is).  Reads only: any thread may call it. */
+RG_INLINE struct rg_page *rg_page_slot(struct rg_chunk *c, void *p, enum rg_page_kind kind,
+                                       uint32_t *slot)
 {
     unsigned i = (unsigned)(((uintptr_t)p - (uintptr_t)c) >> RG_PAGE_SHIFT);
     struct rg_page *pg = rg_page_desc(c, i);
     unsigned top = __atomic_load_n(&((const struct rg_pages_chunk *)c)->top, __ATOMIC_RELAXED);
-    if (RG_UNLIKELY(i >= top || pg->state != RG_PAGE_HEAD ||
-                    pg->kind != RG_PAGE_CLASS))
+    if (RG_UNLIKELY(i >= top || pg->state != RG_PAGE_HEAD || pg->kind != kind))
         return NULL; /* page 0 is never a HEAD */
-    /* p is inside the head page, so s < RG_PAGE_MAX_SLOTS and its live bit
-     * exists; slots at or past capacity are never live. */
+    /* p is inside the head page: a class slot (16 bytes or more) has
+     * s < RG_PAGE_MAX_SLOTS, so its live bit exists, and slots at or past
+     * capacity are never live; pool slots may be smaller. */
     size_t off = (size_t)((uint8_t *)p - pg->start);
     uint32_t s = rg_slot_index(pg, p);
-    if (RG_UNLIKELY((size_t)s * pg->slot_size != off || !rg_bit_test(pg->live, s)))
+    if (RG_UNLIKELY((kind != RG_PAGE_CLASS && s >= pg->capacity) ||
+                    (size_t)s * pg->slot_size != off || !rg_bit_test(pg->live, s)))
         return NULL;
     *slot = s;
     return pg;

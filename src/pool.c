@@ -85,8 +85,58 @@ void *rg_pool_alloc_checked(regal_pool *p)
     return obj;
 }
 
+/* ---- fast paths: pools of untracked single-thread arenas ---- */
+
+/* The pool's arena if p is a live pool of an untracked single-thread
+ * arena, whose pool queue the caller may change with no lock; else NULL.
+ * Under memcheck pools are NOACCESS metadata: not read here. */
+RG_INLINE regal_arena *fast_arena(regal_pool *p)
+{
+    if (RG_UNLIKELY(rg_vg() || p == NULL || p->magic != RG_POOL_MAGIC ||
+                    p->arena->single != RG_SINGLE_MAGIC))
+        return NULL;
+    return p->arena;
+}
+
+RG_INLINE void *pool_alloc_fast(regal_pool *p)
+{
+    regal_arena *a = fast_arena(p);
+    struct rg_page *pg = a != NULL ? p->q.avail : NULL;
+    void *obj = pg != NULL ? pg->free : NULL;
+    if (RG_UNLIKELY(obj == NULL))
+        return NULL;
+    void *next = rg_link_get(obj);
+    if (RG_UNLIKELY(!rg_link_ok(pg, next))) /* the slow path reports it */
+        return NULL;
+    rg_counters_alloc(&a->own.st, pg->slot_size, p->object_size);
+    return rg_page_take(pg, obj, next);
+}
+
+/* Frees obj if it is a live object of pool p; false if it did nothing (the
+ * slow path tells what obj is). */
+RG_INLINE bool pool_free_fast(regal_pool *p, void *obj)
+{
+    regal_arena *a = fast_arena(p);
+    struct rg_chunk *c = rg_chunk_of(obj);
+    if (RG_UNLIKELY(a == NULL || obj == NULL || !rg_chunk_is_mapped(obj) ||
+                    c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_PAGES))
+        return false;
+    uint32_t s;
+    struct rg_page *pg = rg_page_slot(c, obj, RG_PAGE_POOL, &s);
+    if (RG_UNLIKELY(pg == NULL || pg->queue != &p->q))
+        return false;
+    rg_counters_free(&a->own.st, 1, pg->slot_size);
+    rg_page_push(pg, obj, s);
+    return true;
+}
+
+/* ---- the API ---- */
+
 void *regal_pool_alloc(regal_pool *p)
 {
+    void *obj = pool_alloc_fast(p);
+    if (RG_LIKELY(obj != NULL))
+        return obj;
     if (!pool_is_live(p, "regal_pool_alloc")) {
         errno = EINVAL;
         return NULL;
@@ -102,6 +152,8 @@ void *regal_pool_alloc(regal_pool *p)
 
 void regal_pool_free(regal_pool *p, void *obj)
 {
+    if (RG_LIKELY(pool_free_fast(p, obj)))
+        return;
     if (obj == NULL || !pool_is_live(p, "regal_pool_free"))
         return;
     if (pool_tracked(p)) {
