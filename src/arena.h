@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/single_threaded.h>
 
+#include "handle.h"
 #include "heap.h"
 #include "page.h"
 #include "regal.h"
@@ -44,6 +45,7 @@ struct regal_arena {
     struct regal_pool *pools; /* live pools */
     struct rg_heap heap;
     struct rg_counters st;
+    struct rg_handles handles;      /* relocatable blocks (handle.c) */
     struct regal_arena *next_arena; /* every live arena, for fork (arena.c) */
     struct regal_arena *prev_arena;
 };
