@@ -191,11 +191,13 @@ REGAL_API void regal_handle_free(regal_arena *a, regal_handle h);
 /* Slides the live blocks of the arena's handle region toward its start,
  * keeping their order (memmove), updates their handles, and gives back to
  * the OS every page the region no longer needs.  Returns the bytes given
- * back (the drop of stats.mapped).  An arena that is already compact moves
- * nothing and returns 0.  Cost: O(blocks of the region) plus the bytes
- * moved.  Every address from regal_handle_ptr is stale afterwards.  If the
- * arena's limit refuses the memory a move needs (its destination pages had
- * been given back), the blocks from there on stay where they are. */
+ * back: the drop of stats.mapped, or 0 when it did not drop (moves into
+ * pages that regal_arena_trim gave back commit them again).  An arena that
+ * is already compact (compacted, and no handle freed since) moves nothing
+ * and returns 0.  Cost: O(blocks of the region) plus the bytes moved.
+ * Every address from regal_handle_ptr is stale afterwards.  If the arena's
+ * limit refuses the pages a move needs, the blocks from there on stay
+ * where they are.  Thread-safe (the arena's lock). */
 REGAL_API size_t regal_arena_compact(regal_arena *a);
 
 /* ---- Statistics and maintenance ------------------------------------------ */

@@ -83,6 +83,7 @@
 #include "error.h"
 #include "os.h"
 #include "stats.h"
+#include "track.h"
 
 #define SLOT_BITS 24
 #define SLOT_MASK (((uint64_t)1 << SLOT_BITS) - 1)
@@ -554,17 +555,26 @@ regal_handle regal_handle_alloc(regal_arena *a, size_t size)
         errno = ENOMEM;
         return 0;
     }
-    uint8_t *p = NULL;
-    rg_vg_quiet_begin();
-    rg_arena_lock(a);
-    regal_handle hd = handle_alloc(a, size, &p);
-    rg_vg_quiet_end();
-    /* Announced here, so memcheck's stack starts at this call, and under
-     * the lock: another thread's compaction may move the block as soon as
-     * the lock is free. */
-    if (hd != 0)
-        rg_vg_block_alloc(p, size, false);
-    rg_arena_unlock(a);
+    regal_handle hd;
+    bool flushed = false;
+    for (;;) {
+        uint8_t *p = NULL;
+        rg_vg_quiet_begin();
+        rg_arena_lock(a);
+        hd = handle_alloc(a, size, &p);
+        rg_vg_quiet_end();
+        /* Announced here, so memcheck's stack starts at this call, and
+         * under the lock: another thread's compaction may move the block
+         * as soon as the lock is free. */
+        if (hd != 0)
+            rg_vg_block_alloc(p, size, false);
+        rg_arena_unlock(a);
+        /* At the limit, a tracked arena's quarantine gives its memory back
+         * (as for regal_alloc, track.c). */
+        if (hd != 0 || flushed || !rg_arena_tracked(a) || rg_track_flush(a) == 0)
+            break;
+        flushed = true;
+    }
     if (hd == 0)
         errno = ENOMEM;
     return hd;

@@ -325,6 +325,14 @@ static size_t quarantine_flush(regal_arena *a)
     return n;
 }
 
+size_t rg_track_flush(regal_arena *a)
+{
+    rg_vg_quiet_begin();
+    size_t n = quarantine_flush(a);
+    rg_vg_quiet_end();
+    return n;
+}
+
 /* ---- free ---- */
 
 void rg_track_free(void *p)
