@@ -34,11 +34,11 @@
  *
  * Compaction walks the region in order (its chunks in the order they came,
  * each in address order) with a cursor (dst, at), starting at the first
- * block of the first chunk: each live block moves
- * down to the cursor (memmove; the table slot follows), or, when it does
- * not fit in the rest of the cursor's chunk, the cursor goes on to the next
- * chunk and the rest of the old one becomes a free block.  A block never
- * moves up and keeps its order, so compacting a compact region moves
+ * block of the first chunk: each live block moves back to the cursor
+ * (memmove; the table slot follows), or, when it does not fit in the rest
+ * of the cursor's chunk, the cursor goes on to the next chunk and the rest
+ * of the old one becomes a free block.  A block only moves toward the
+ * region's start and keeps its order, so compacting a compact region moves
  * nothing.  Afterwards the region past the cursor is one free block whose
  * pages go back to the OS, and the chunks after it go back whole.  A
  * destination must be committed; if the arena's limit refuses that, the
