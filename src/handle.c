@@ -736,7 +736,7 @@ static void move_block(struct compaction *k, struct rg_hblk *b, struct rg_hblk *
     vbits_restore(k, p, request);
 }
 
-/* Places live block b at the cursor: in place, or moved down. */
+/* Places live block b at the cursor: in place, or moved back. */
 static void place(struct compaction *k, struct rg_hblk *b)
 {
     size_t need = need_for(b->request);
