@@ -180,7 +180,8 @@ REGAL_API regal_handle regal_handle_alloc(regal_arena *a, size_t size);
  * reset or destroyed): a program that compacts from one thread must not
  * use such an address in another thread across the compaction.  NULL for 0
  * and for a stale handle, without a report, so that it can also tell
- * whether a handle is still live. */
+ * whether a handle is still live (an a that is not a live arena is
+ * reported). */
 REGAL_API void *regal_handle_ptr(regal_arena *a, regal_handle h);
 
 /* Frees the block of handle h; h becomes stale.  A stale handle (0
