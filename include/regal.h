@@ -29,6 +29,7 @@
 #define REGAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -140,6 +141,71 @@ REGAL_API void regal_pool_reset(regal_pool *p);
 
 /* Frees every object and the pool itself.  NULL is a no-op. */
 REGAL_API void regal_pool_destroy(regal_pool *p);
+
+/* ---- Relocatable blocks (handles) ----------------------------------------- */
+
+/* A handle names a block of an arena that regal_arena_compact may move, so
+ * that an arena whose blocks come and go can be packed again and give its
+ * free pages back.  The program keeps the handle and asks for the block's
+ * address when it needs it.  0 is never a valid handle; a handle means
+ * something only to the arena that returned it.
+ *
+ * Staleness: a handle is stale once freed, after a reset of its arena, or
+ * when given to another arena; every handle carries a generation number
+ * (and the arena's key) that tells a stale one from a live one without
+ * touching the block, so a stale handle is never dereferenced.  A stale
+ * handle could pass for a live one only after 2^40 further handles of the
+ * same arena, or by a chance below 2^-40 for a handle of another arena.
+ *
+ * A handle block is not a block of the regal_alloc family: regal_free,
+ * regal_realloc and regal_usable_size report its address as an invalid
+ * pointer, and regal_arena_of answers NULL for it.  Handle memory counts
+ * against the arena's limit and in its statistics (in_use, mapped,
+ * alloc_count, free_count, blocks_in_use); reset forgets every handle of
+ * the arena, destroy frees them.
+ *
+ * Under Valgrind memcheck each handle block is a heap block of its size;
+ * when compaction moves one, memcheck follows it (its undefined bytes stay
+ * undefined; its allocation stack becomes the compaction's) and a pointer
+ * kept from before the move is reported as a use after free.  A handle
+ * still live at exit is a block nothing points to: memcheck lists it as
+ * lost, as it would a malloc block known only by an encoded value. */
+typedef uint64_t regal_handle;
+
+/* A block of size bytes (16-aligned, contents undefined; size 0 gives a
+ * minimal block) and the handle that names it.  Blocks up to 1 MiB live in
+ * the arena's handle region and move when it is compacted; bigger ones get
+ * a mapping of their own and never move.  Returns 0 and sets errno on
+ * failure: EINVAL when a is not a live arena (also reported), ENOMEM when
+ * memory runs out, at the arena's limit, or past 16776192 live handles in
+ * the arena.  Thread-safe (the arena's lock). */
+REGAL_API regal_handle regal_handle_alloc(regal_arena *a, size_t size);
+
+/* The current address of the block of handle h.  It stays valid until the
+ * next regal_arena_compact of the arena (or until h is freed or the arena
+ * reset or destroyed): a program that compacts from one thread must not
+ * use such an address in another thread across the compaction.  NULL for 0
+ * and for a stale handle, without a report, so that it can also tell
+ * whether a handle is still live (an a that is not a live arena is
+ * reported). */
+REGAL_API void *regal_handle_ptr(regal_arena *a, regal_handle h);
+
+/* Frees the block of handle h; h becomes stale.  A stale handle (0
+ * included) is reported as REGAL_ERR_INVALID_FREE (with a NULL pointer and
+ * the handle in the message) and ignored. */
+REGAL_API void regal_handle_free(regal_arena *a, regal_handle h);
+
+/* Slides the live blocks of the arena's handle region toward its start,
+ * keeping their order (memmove), updates their handles, and gives back to
+ * the OS every page the region no longer needs.  Returns the bytes given
+ * back: the drop of stats.mapped, or 0 when it did not drop (moves into
+ * pages that regal_arena_trim gave back commit them again).  An arena that
+ * is already compact (compacted, and no handle freed since) moves nothing
+ * and returns 0.  Cost: O(blocks of the region) plus the bytes moved.
+ * Every address from regal_handle_ptr is stale afterwards.  If the arena's
+ * limit refuses the pages a move needs, the blocks from there on stay
+ * where they are.  Thread-safe (the arena's lock). */
+REGAL_API size_t regal_arena_compact(regal_arena *a);
 
 /* ---- Statistics and maintenance ------------------------------------------ */
 

@@ -135,6 +135,9 @@ void rg_report_bad_pointer(const char *op, const void *p, enum rg_ref_status st,
     if (st == RG_REF_DEAD)
         rg_report(REGAL_ERR_DOUBLE_FREE, p, ref->arena,
                   "%s of %p: block already freed (double free)", op, p);
+    else if (rg_handle_contains(p))
+        rg_report(REGAL_ERR_INVALID_FREE, p, ref->arena,
+                  "%s of %p: a handle block (free its handle with regal_handle_free)", op, p);
     else
         rg_report(REGAL_ERR_INVALID_FREE, p, ref->arena, "%s of %p: not a block regal returned", op,
                   p);

@@ -43,6 +43,7 @@ static void release_retained(regal_arena *a)
     for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
         rg_pages_chunk_trim(a, c);
     rg_heap_decommit_free(a);
+    rg_handle_decommit_free(a);
 }
 
 bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)
@@ -306,6 +307,7 @@ static bool arena_is_valid_handle(regal_arena *a, const char *what)
 /* Everything but the home chunk, which keeps the arena itself. */
 static void release_chunks(regal_arena *a)
 {
+    rg_handle_destroy(a);
     rg_large_destroy(a);
     while (a->heaps != NULL)
         rg_arena_remove_chunk(a, a->heaps);
@@ -357,6 +359,7 @@ void regal_arena_reset(regal_arena *a)
         rg_pages_chunk_reset(c);
     rg_heap_reset(a);
     rg_theap_orphan_all(a);
+    rg_handle_reset(a);
     init_queues(a);
     a->pools = NULL;
     rg_arena_unlock(a);
@@ -433,7 +436,7 @@ size_t rg_arena_trim_locked(regal_arena *a)
     size_t released = rg_large_flush_cache(a);
     for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
         released += rg_pages_chunk_trim(a, c);
-    return released + rg_heap_trim(a);
+    return released + rg_heap_trim(a) + rg_handle_trim(a);
 }
 
 /* ---- pointers ---- */

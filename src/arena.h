@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/single_threaded.h>
 
+#include "handle.h"
 #include "heap.h"
 #include "page.h"
 #include "regal.h"
@@ -42,6 +43,7 @@ struct regal_arena {
     struct rg_pageq meta;     /* the arena's own objects: pools */
     struct regal_pool *pools; /* live pools */
     struct rg_heap heap;
+    struct rg_handles handles;      /* relocatable blocks (handle.c) */
     struct regal_arena *next_arena; /* every live arena, for fork (arena.c) */
     struct regal_arena *prev_arena;
 };

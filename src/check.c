@@ -119,7 +119,8 @@ int regal_arena_check(regal_arena *a)
     size_t mapped = 0;
     int rc = -1;
     if (pages_are_valid(a, &mapped) && rg_heap_check(a) == 0 &&
-        large_is_valid(a, a->large, 1, &mapped) && large_is_valid(a, a->large_cache, 0, &mapped)) {
+        large_is_valid(a, a->large, 1, &mapped) && large_is_valid(a, a->large_cache, 0, &mapped) &&
+        rg_handle_is_valid(a, &mapped)) {
         for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next)
             mapped += rg_chunk_committed(c);
         if (mapped != a->mapped)

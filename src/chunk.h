@@ -11,6 +11,7 @@ enum rg_chunk_kind {
     RG_CHUNK_PAGES,    /* pages of size classes and pools (src/page.c) */
     RG_CHUNK_HEAP,     /* one free-list heap region (src/heap.c) */
     RG_CHUNK_LARGE,    /* one large block with its own mapping (src/large.c) */
+    RG_CHUNK_HANDLE,   /* handle table, handle region or a huge handle block (src/handle.c) */
 };
 
 /* The header at the start of every chunk.  Kind-specific state follows it

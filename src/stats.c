@@ -52,6 +52,7 @@ struct snapshot {
     size_t npools, pools_left_out;
     size_t heap_chunks, free_runs, free_bytes;
     size_t large, large_bytes, cached, cached_bytes;
+    struct rg_handle_figures handles;
 };
 
 /* A span's used count changes with no lock in its owner thread: read as
@@ -130,6 +131,7 @@ static void snapshot(regal_arena *a, struct snapshot *snap)
     snapshot_heap(a, snap);
     snap->large = count_chunks(a->large, &snap->large_bytes);
     snap->cached = count_chunks(a->large_cache, &snap->cached_bytes);
+    rg_handle_figures(a, &snap->handles);
     rg_arena_unlock(a);
     rg_vg_quiet_end();
 }
@@ -163,6 +165,11 @@ void regal_arena_print_stats(regal_arena *a, FILE *out)
             snap.heap_chunks, snap.free_runs, snap.free_bytes, s->largest_free_run);
     fprintf(out, "  large: %zu blocks (%zu bytes mapped), %zu cached (%zu bytes)\n", snap.large,
             snap.large_bytes, snap.cached, snap.cached_bytes);
+    if (snap.handles.table_slots > 0 || snap.handles.chunks > 0)
+        fprintf(out,
+                "  handles: %zu live, %zu region chunks (%zu bytes free), %zu huge (%zu bytes)\n",
+                snap.handles.live, snap.handles.chunks, snap.handles.free_bytes, snap.handles.huge,
+                snap.handles.huge_bytes);
     fprintf(out, "  total: in use %zu in %zu blocks, peak %zu, mapped %zu", s->in_use,
             s->blocks_in_use, s->peak_in_use, s->mapped);
     if (snap.limit)
@@ -216,9 +223,14 @@ void regal_arena_print_stats_json(regal_arena *a, FILE *out)
         json_queue(out, "pool", &snap.pools[i], &first);
     fprintf(out,
             "],\"heap\":{\"chunks\":%zu,\"free_runs\":%zu,\"free_bytes\":%zu},"
-            "\"large\":{\"blocks\":%zu,\"mapped\":%zu,\"cached\":%zu,\"cached_bytes\":%zu}}\n",
+            "\"large\":{\"blocks\":%zu,\"mapped\":%zu,\"cached\":%zu,\"cached_bytes\":%zu},",
             snap.heap_chunks, snap.free_runs, snap.free_bytes, snap.large, snap.large_bytes,
             snap.cached, snap.cached_bytes);
+    fprintf(out,
+            "\"handles\":{\"live\":%zu,\"chunks\":%zu,\"free_bytes\":%zu,\"huge\":%zu,"
+            "\"huge_bytes\":%zu,\"table_slots\":%zu}}\n",
+            snap.handles.live, snap.handles.chunks, snap.handles.free_bytes, snap.handles.huge,
+            snap.handles.huge_bytes, snap.handles.table_slots);
 }
 
 /* REGAL_OPTIONS=stats: the default arena's figures at exit; leaks: its

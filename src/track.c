@@ -326,6 +326,14 @@ static size_t quarantine_flush(regal_arena *a)
     return n;
 }
 
+size_t rg_track_flush(regal_arena *a)
+{
+    rg_vg_quiet_begin();
+    size_t n = quarantine_flush(a);
+    rg_vg_quiet_end();
+    return n;
+}
+
 /* ---- free ---- */
 
 void rg_track_free(void *p)
@@ -348,7 +356,8 @@ void rg_track_free(void *p)
         rg_arena_unlock(t.arena);
     }
     rg_vg_quiet_end();
-    rg_vg_block_free(p); /* memcheck reports a bad one as it would with its malloc */
+    if (t.arena != NULL || !rg_handle_contains(p)) /* a handle block stays memcheck's */
+        rg_vg_block_free(p); /* memcheck reports a bad one as it would with its malloc */
     if (t.arena == NULL) {
         rg_report_bad_pointer("free", p, t.status, &t.ref);
         return;
@@ -377,7 +386,8 @@ void *rg_track_realloc(regal_arena *a, void *p, size_t size, const void *site)
         bool ok = t.arena != NULL && canaries_ok(p, &t);
         rg_vg_quiet_end();
         if (t.arena == NULL) {
-            rg_vg_block_free(p); /* memcheck's "Invalid ... realloc()" */
+            if (!rg_handle_contains(p))
+                rg_vg_block_free(p); /* memcheck's "Invalid ... realloc()" */
             rg_report_bad_pointer("realloc", p, t.status, &t.ref);
             errno = EINVAL;
             return NULL;

@@ -37,6 +37,10 @@ size_t rg_track_pool_release(const struct rg_pageq *q);
  * reported at the caller's reset or destroy); the quarantine drops the
  * arena's blocks. */
 void rg_track_arena_release(regal_arena *a);
+/* At the arena's limit: the memory of a's quarantined blocks goes back to
+ * a (those blocks were counted as freed already); returns how many.  Call
+ * without the arena's lock. */
+size_t rg_track_flush(regal_arena *a);
 /* The number of live blocks with a trampled canary (each reported); call
  * with the arena locked. */
 size_t rg_track_check(regal_arena *a);

@@ -63,5 +63,9 @@ RG_INLINE bool rg_vg(void)
 #define rg_vg_block_alloc(p, n, zeroed)                                                            \
     RG_VG_DO(VALGRIND_MALLOCLIKE_BLOCK((p), (n), RG_VG_REDZONE, (zeroed)))
 #define rg_vg_block_free(p) RG_VG_DO(VALGRIND_FREELIKE_BLOCK((p), RG_VG_REDZONE))
+/* The definedness of n bytes, saved to and restored from bits (n bytes,
+ * addressable): a block that moves keeps its undefined bytes (handle.c). */
+#define rg_vg_get_vbits(p, bits, n) RG_VG_DO((void)VALGRIND_GET_VBITS((p), (bits), (n)))
+#define rg_vg_set_vbits(p, bits, n) RG_VG_DO((void)VALGRIND_SET_VBITS((p), (bits), (n)))
 
 #endif

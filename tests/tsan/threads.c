@@ -16,6 +16,9 @@
  *  3. Arenas created, used and destroyed concurrently.
  *  4. Short-lived threads: blocks that outlive the thread that made them,
  *     and blocks of the main thread freed by them.
+ *  5. Handles of one arena under four threads: blocks written and checked
+ *     between compactions, and alloc, free, regal_handle_ptr and
+ *     regal_arena_compact from every thread at once.
  * Every block carries a fill byte checked before it is freed or moved; the
  * figures are checked exactly once the threads are joined; an error handler
  * counts any regal report as a failure.
@@ -638,10 +641,88 @@ static void test_short_lived_threads(void)
     expect_empty(regal_default_arena(), "default arena");
 }
 
+/* ---- 5. handles --------------------------------------------------------------- */
+
+#define HANDLES 200
+
+static regal_arena *handles_arena;
+static pthread_barrier_t handles_barrier;
+
+struct held {
+    regal_handle h;
+    size_t size;
+    unsigned char fill;
+};
+
+static void *handle_worker(void *arg)
+{
+    struct worker *w = arg;
+    regal_arena *a = handles_arena;
+    uint64_t s = 0x9e3779b97f4a7c15u * (uint64_t)(w->id + 5);
+    static struct held held[WORKERS][HANDLES];
+    struct held *mine = held[w->id];
+    for (int round = 0; round < 8; round++) {
+        for (int i = 0; i < HANDLES; i++) {
+            if (mine[i].h != 0)
+                continue;
+            mine[i].size = next(&s) % 3000;
+            mine[i].fill = fill_of(&s);
+            mine[i].h = regal_handle_alloc(a, mine[i].size);
+            unsigned char *p = regal_handle_ptr(a, mine[i].h);
+            EXPECT(p != NULL, "handle of %zu", mine[i].size);
+            if (p != NULL)
+                memset(p, mine[i].fill, mine[i].size);
+        }
+        pthread_barrier_wait(&handles_barrier);
+        if (w->id == 0)
+            regal_arena_compact(a); /* nobody holds an address meanwhile */
+        pthread_barrier_wait(&handles_barrier);
+        for (int i = 0; i < HANDLES; i++) {
+            unsigned char *p = regal_handle_ptr(a, mine[i].h);
+            EXPECT(p != NULL && filled(p, mine[i].size, mine[i].fill), "handle %d moved badly", i);
+            if (next(&s) % 2) {
+                regal_handle_free(a, mine[i].h);
+                mine[i].h = 0;
+            }
+        }
+        pthread_barrier_wait(&handles_barrier); /* no block is read from here */
+        for (int j = 0; j < 300; j++) {
+            regal_handle h = regal_handle_alloc(a, next(&s) % 5000);
+            EXPECT(h != 0 && regal_handle_ptr(a, h) != NULL, "handle under churn");
+            if (j % 60 == 0)
+                regal_arena_compact(a);
+            regal_handle_free(a, h);
+        }
+        pthread_barrier_wait(&handles_barrier);
+    }
+    for (int i = 0; i < HANDLES; i++)
+        if (mine[i].h != 0)
+            regal_handle_free(a, mine[i].h);
+    return NULL;
+}
+
+static void test_handles(void)
+{
+    handles_arena = regal_arena_create(NULL);
+    EXPECT(handles_arena != NULL, "create");
+    if (handles_arena == NULL)
+        return;
+    pthread_barrier_init(&handles_barrier, NULL, WORKERS);
+    pthread_t t[WORKERS];
+    struct worker w[WORKERS];
+    for (int i = 0; i < WORKERS; i++)
+        w[i] = (struct worker){.id = i};
+    start_all(t, WORKERS, handle_worker, w, sizeof w[0]);
+    join_all(t, WORKERS);
+    pthread_barrier_destroy(&handles_barrier);
+    expect_empty(handles_arena, "handles arena");
+    regal_arena_destroy(handles_arena);
+}
+
 int main(void)
 {
     regal_set_error_handler(on_regal_error, NULL);
-    printf("1..6\n");
+    printf("1..7\n");
     fflush(stdout);
     run_test("first regal calls of the process from four threads at once", test_first_use);
     run_test("a shared arena, its pools and the default arena under four threads, "
@@ -652,6 +733,7 @@ int main(void)
              test_single_thread_arenas);
     run_test("arenas created, used and destroyed by four threads at once", test_arena_churn);
     run_test("blocks outliving their threads and freed by other threads", test_short_lived_threads);
+    run_test("handles of one arena under four threads, compacted meanwhile", test_handles);
     if (shared != NULL)
         regal_arena_destroy(shared);
     return all_ok ? 0 : 1;

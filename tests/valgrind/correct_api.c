@@ -2,10 +2,10 @@
  * A correct program that calls every function of regal.h: arenas (plain,
  * named, limited, single-thread, debug, default), alloc/calloc/realloc/
  * aligned_alloc/free across the size classes, the heap and large blocks,
- * usable_size (every usable byte is written), arena_of, pools, reset,
- * destroy, stats, print, check, trim, the error handler, and two threads
- * sharing an arena.  Every byte it reads is checked by a branch, so memcheck
- * sees any byte regal leaves undefined.
+ * usable_size (every usable byte is written), arena_of, pools, handles and
+ * compaction, reset, destroy, stats, print, check, trim, the error handler,
+ * and two threads sharing an arena.  Every byte it reads is checked by a
+ * branch, so memcheck sees any byte regal leaves undefined.
  *
  * Under memcheck it must report "ERROR SUMMARY: 0 errors" and no definitely
  * lost bytes.  Exits 1 (with a message) if regal misbehaves functionally.
@@ -275,6 +275,38 @@ static void stats_and_maintenance(regal_arena *a)
     CHECK(regal_arena_check(a) == 0);
 }
 
+/* Handles: filled, half freed, compacted (the rest move), checked, freed. */
+static void handles(regal_arena *a)
+{
+    enum { N = 64 };
+    regal_handle h[N];
+    size_t n[N];
+    for (size_t i = 0; i < N; i++) {
+        n[i] = i == N - 1 ? (2u << 20) : sizes[i % (NSIZES - 3)];
+        h[i] = regal_handle_alloc(a, n[i]);
+        CHECK(h[i] != 0);
+        if (h[i] == 0)
+            continue;
+        void *p = regal_handle_ptr(a, h[i]);
+        CHECK(p != NULL && ((uintptr_t)p & 15) == 0);
+        CHECK(regal_arena_of(p) == NULL);
+        fill(p, n[i], (unsigned)i);
+    }
+    for (size_t i = 0; i < N; i += 2)
+        regal_handle_free(a, h[i]);
+    (void)regal_arena_compact(a);
+    for (size_t i = 0; i < N; i++) {
+        void *p = regal_handle_ptr(a, h[i]);
+        CHECK((p == NULL) == (i % 2 == 0));
+        if (p != NULL)
+            CHECK(holds(p, n[i], (unsigned)i));
+    }
+    CHECK(regal_arena_compact(a) == 0);
+    CHECK(regal_arena_check(a) == 0);
+    for (size_t i = 1; i < N; i += 2)
+        regal_handle_free(a, h[i]);
+}
+
 /* Alloc until the limit, free, and the arena is usable again. */
 static void limited(void)
 {
@@ -436,6 +468,7 @@ int main(void)
         aligned(arenas[i]);
         pools(arenas[i]);
         stats_and_maintenance(arenas[i]);
+        handles(arenas[i]);
         CHECK(regal_arena_check(arenas[i]) == 0);
     }
 
