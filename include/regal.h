@@ -190,9 +190,9 @@ REGAL_API regal_handle regal_handle_alloc(regal_arena *a, size_t size);
  * reported). */
 REGAL_API void *regal_handle_ptr(regal_arena *a, regal_handle h);
 
-/* Frees the block of handle h; h becomes stale.  A stale handle (0
- * included) is reported as REGAL_ERR_INVALID_FREE (with a NULL pointer and
- * the handle in the message) and ignored. */
+/* Frees the block of handle h; h becomes stale.  0 is a no-op (as for
+ * free(NULL)); a stale handle is reported as REGAL_ERR_INVALID_FREE (with a
+ * NULL pointer and the handle in the message) and ignored. */
 REGAL_API void regal_handle_free(regal_arena *a, regal_handle h);
 
 /* Slides the live blocks of the arena's handle region toward its start,

@@ -597,7 +597,7 @@ void *regal_handle_ptr(regal_arena *a, regal_handle hd)
 
 void regal_handle_free(regal_arena *a, regal_handle hd)
 {
-    if (!arena_ok(a, "regal_handle_free"))
+    if (hd == 0 || !arena_ok(a, "regal_handle_free"))
         return;
     uint32_t i;
     rg_theap_ensure(a);
