@@ -26,6 +26,15 @@ void rg_assert_fail(const char *file, int line, const char *expr) __attribute__(
 #else
 #define RG_ASSERT(e) (RG_LIKELY(e) ? (void)0 : rg_assert_fail(__FILE__, __LINE__, #e))
 #endif
+/* -DRG_MEASURE_NO_CHECKS compiles the fast paths' pointer and free-list
+ * checks out, only so that bench/run-callgrind can state what they cost.
+ * Such a build is never shipped or tested: it trusts every pointer. */
+#ifdef RG_MEASURE_NO_CHECKS
+#define RG_CHECKS 0
+#else
+#define RG_CHECKS 1
+#endif
+
 #define RG_UNREACHABLE() rg_assert_fail(__FILE__, __LINE__, "unreachable")
 
 /* Geometry.  Chunks are aligned to their size, so the chunk of an address is

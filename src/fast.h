@@ -52,8 +52,9 @@ RG_INLINE void *rg_alloc_fast_default(size_t size)
 RG_INLINE bool rg_free_fast(void *p)
 {
     struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_UNLIKELY(p == NULL || !rg_chunk_is_mapped(p) || c->magic != RG_CHUNK_MAGIC ||
-                    c->kind != RG_CHUNK_PAGES || rg_arena_tracked(c->arena)))
+    if (RG_UNLIKELY(p == NULL || (RG_CHECKS && !rg_chunk_is_mapped(p)) ||
+                    c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_PAGES ||
+                    rg_arena_tracked(c->arena)))
         return false; /* a tracked arena's page descriptors are NOACCESS under memcheck */
     uint32_t s;
     struct rg_page *pg = rg_page_slot(c, p, RG_PAGE_CLASS, &s);

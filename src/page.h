@@ -147,12 +147,12 @@ RG_INLINE void *rg_link_get(const void *slot)
 {
     uintptr_t v;
     __builtin_memcpy(&v, slot, sizeof v);
-    return (void *)(v ^ rg_link_key ^ (uintptr_t)slot);
+    return RG_CHECKS ? (void *)(v ^ rg_link_key ^ (uintptr_t)slot) : (void *)v;
 }
 
 RG_INLINE void rg_link_set(void *slot, void *next)
 {
-    uintptr_t v = (uintptr_t)next ^ rg_link_key ^ (uintptr_t)slot;
+    uintptr_t v = RG_CHECKS ? (uintptr_t)next ^ rg_link_key ^ (uintptr_t)slot : (uintptr_t)next;
     __builtin_memcpy(slot, &v, sizeof v);
 }
 
@@ -161,7 +161,7 @@ void rg_page_corrupt(struct rg_page *pg, const void *slot);
 /* Whether a free-list link read from a slot of pg stays inside its span. */
 RG_INLINE bool rg_link_ok(const struct rg_page *pg, const void *next)
 {
-    return (uintptr_t)next - (uintptr_t)pg->start < pg->bytes || next == NULL;
+    return !RG_CHECKS || (uintptr_t)next - (uintptr_t)pg->start < pg->bytes || next == NULL;
 }
 
 /* Hands out p, the first free slot of pg, whose link is next. */
@@ -231,15 +231,15 @@ RG_INLINE struct rg_page *rg_page_slot(struct rg_chunk *c, void *p, enum rg_page
     unsigned i = (unsigned)(((uintptr_t)p - (uintptr_t)c) >> RG_PAGE_SHIFT);
     struct rg_page *pg = rg_page_desc(c, i);
     unsigned top = __atomic_load_n(&((const struct rg_pages_chunk *)c)->top, __ATOMIC_RELAXED);
-    if (RG_UNLIKELY(i >= top || pg->state != RG_PAGE_HEAD || pg->kind != kind))
+    if (RG_UNLIKELY((RG_CHECKS && i >= top) || pg->state != RG_PAGE_HEAD || pg->kind != kind))
         return NULL; /* page 0 is never a HEAD */
     /* p is inside the head page: a class slot (16 bytes or more) has
      * s < RG_PAGE_MAX_SLOTS, so its live bit exists, and slots at or past
      * capacity are never live; pool slots may be smaller. */
     size_t off = (size_t)((uint8_t *)p - pg->start);
     uint32_t s = rg_slot_index(pg, p);
-    if (RG_UNLIKELY((kind != RG_PAGE_CLASS && s >= pg->capacity) ||
-                    (size_t)s * pg->slot_size != off || !rg_bit_test(pg->live, s)))
+    if (RG_CHECKS && RG_UNLIKELY((kind != RG_PAGE_CLASS && s >= pg->capacity) ||
+                                 (size_t)s * pg->slot_size != off || !rg_bit_test(pg->live, s)))
         return NULL;
     *slot = s;
     return pg;
