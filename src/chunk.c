@@ -121,6 +121,20 @@ size_t rg_chunk_committed(const struct rg_chunk *c)
     return n * RG_GRANULE;
 }
 
+/* Word at a time: the purge policy counts the committed granules of every
+ * free heap block that enters or leaves a free list. */
+size_t rg_chunk_committed_in(const struct rg_chunk *c, size_t from, size_t to)
+{
+    size_t g = granule_first(from), end = granule_end(to), n = 0;
+    while (g < end) {
+        size_t w = g / 64, lo = g % 64, hi = end - w * 64 < 64 ? end - w * 64 : 64;
+        uint64_t mask = (hi == 64 ? ~0ull : (1ull << hi) - 1) & ~((1ull << lo) - 1);
+        n += (size_t)__builtin_popcountll(c->committed[w] & mask);
+        g = w * 64 + hi;
+    }
+    return n * RG_GRANULE;
+}
+
 size_t rg_chunk_decommit(struct rg_chunk *c, size_t from, size_t to)
 {
     size_t page = rg_os_page_size();

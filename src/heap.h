@@ -16,8 +16,9 @@
 #define RG_SL_LOG2  4
 #define RG_SL_COUNT (1 << RG_SL_LOG2)
 
-#define RG_HB_HEADER    16 /* bytes before the user pointer */
-#define RG_HB_MIN_BLOCK 64 /* header, two links, footer, rounded to 16 */
+#define RG_HB_HEADER    16            /* bytes before the user pointer */
+#define RG_HEAP_META    ((size_t)256) /* a heap chunk's header, before its first block */
+#define RG_HB_MIN_BLOCK 64            /* header, two links, footer, rounded to 16 */
 
 /* The largest request the heap serves; above it, each block gets its own
  * mapping (src/large.c).  2 MiB, the most a 4 MiB heap chunk allows,
@@ -76,11 +77,18 @@ void rg_heap_chunk_init(struct regal_arena *a, struct rg_chunk *c);
 /* Arena reset: every chunk becomes one free block again. */
 void rg_heap_reset(struct regal_arena *a);
 size_t rg_heap_largest_free(const struct rg_heap *h);
+/* The part of that largest free block that is committed. */
+size_t rg_heap_largest_free_resident(const struct rg_heap *h);
 /* Calls fn for every live block of the arena's heap chunks. */
 void rg_heap_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx);
-/* Gives back the pages inside free blocks; bytes released.  Blocks stay. */
-size_t rg_heap_decommit_free(struct regal_arena *a);
-/* The same, and empty chunks but one go back to the cache. */
+/* Gives back the pages inside free blocks, largest blocks first, until at
+ * least want bytes went back (SIZE_MAX: all); bytes released.  Blocks
+ * stay. */
+size_t rg_heap_purge(struct regal_arena *a, size_t want);
+/* Committed bytes inside free blocks (dirty memory). */
+size_t rg_heap_dirty(struct regal_arena *a);
+/* Empty chunks but one go back to the cache (after rg_heap_purge); bytes
+ * released. */
 size_t rg_heap_trim(struct regal_arena *a);
 int rg_heap_check(struct regal_arena *a);
 

@@ -219,8 +219,11 @@ void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q);
 /* Forget every span of a pages chunk (arena reset): O(1). */
 void rg_pages_chunk_reset(struct rg_chunk *c);
 void rg_pages_chunk_init(struct rg_chunk *c);
-/* Gives the free spans of c back to the OS; bytes released. */
+/* Gives the free spans of c and its pages above top back to the OS; bytes
+ * released. */
 size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c);
+/* Committed bytes of c's free spans and pages above top (dirty memory). */
+size_t rg_pages_chunk_dirty(struct rg_chunk *c);
 /* Checks the invariants of a live span; false (and a report) on the first
  * violation. */
 bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg);
