@@ -419,11 +419,17 @@ void rg_arena_visit(regal_arena *a, rg_visit_fn fn, void *ctx)
     rg_large_visit(a, fn, ctx);
 }
 
-/* Every dirty byte, then whole empty chunks: heap chunks but one, pages
- * chunks with no live span but the home chunk (rg_chunk_free gives them
- * back to the OS whole on their way to the process-wide cache). */
+/* Spans with no live slot, every dirty byte, then whole empty chunks: heap
+ * chunks but one, pages chunks with no live span but the home chunk
+ * (rg_chunk_free gives them back to the OS whole on their way to the
+ * process-wide cache). */
 size_t rg_arena_trim_locked(regal_arena *a)
 {
+    for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
+        rg_pageq_trim(&a->classes[i]);
+    for (struct regal_pool *p = a->pools; p != NULL; p = p->next)
+        rg_pageq_trim(&p->q);
+    rg_pageq_trim(&a->meta);
     size_t released = rg_purge_all(a), chunks = rg_heap_trim(a);
     struct rg_chunk *home = rg_arena_home(a), *next;
     for (struct rg_chunk *c = a->pages; c != NULL; c = next) {

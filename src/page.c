@@ -310,6 +310,18 @@ void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q)
     q->avail = q->full = NULL;
 }
 
+void rg_pageq_trim(struct rg_pageq *q)
+{
+    struct rg_page *next;
+    for (struct rg_page *pg = q->avail; pg != NULL; pg = next) {
+        next = pg->next;
+        if (pg->used == 0) {
+            list_remove(&q->avail, pg);
+            span_give_back(rg_chunk_of(pg), pg);
+        }
+    }
+}
+
 size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c)
 {
     size_t released = 0;

@@ -215,6 +215,9 @@ void rg_pageq_visit(const struct rg_pageq *q, rg_visit_fn fn, void *ctx);
 void rg_pages_chunk_visit(struct rg_chunk *c, rg_visit_fn fn, void *ctx);
 /* Returns every span of q to its chunk. */
 void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q);
+/* Returns q's spans that hold no live slot to their chunks, the one a queue
+ * keeps for its next allocation included (regal_arena_trim). */
+void rg_pageq_trim(struct rg_pageq *q);
 
 /* Forget every span of a pages chunk (arena reset): O(1). */
 void rg_pages_chunk_reset(struct rg_chunk *c);
