@@ -48,7 +48,7 @@ static void alloc_many(void **p, size_t n, size_t size)
 
 Test(purge, waits_for_the_delay_then_purges_on_the_next_slow_path)
 {
-    rg_purge_set(a, 100, RG_PURGE_CAP_OFF);
+    rg_purge_set(a, 250, RG_PURGE_CAP_OFF); /* long enough for two frees on a busy machine */
     void *p[8];
     alloc_many(p, 8, 200 * KiB);
     regal_arena_trim(a); /* a clean start: the wait begins at the first free */
@@ -58,7 +58,7 @@ Test(purge, waits_for_the_delay_then_purges_on_the_next_slow_path)
     cr_assert_gt(s.dirty, 300 * KiB, "freed blocks are kept for a while (dirty %zu)", s.dirty);
     cr_assert_eq(s.purged, 0, "purged before the delay");
 
-    sleep_ms(150);
+    sleep_ms(300);
     regal_free(p[4]); /* a heap free of a 200 KiB run: a slow path */
     s = stats_of(a);
     cr_assert_eq(s.dirty, 0, "%zu dirty bytes after the delay", s.dirty);
