@@ -75,7 +75,8 @@ static size_t purge_held(regal_arena *a, size_t want)
 {
     size_t released = 0;
     for (struct rg_chunk *c = a->pages; c != NULL && released < want; c = c->next)
-        released += rg_pages_chunk_trim(a, c);
+        if (rg_pages_chunk_dirty(c) > 0) /* a few words of the bitmap: cheaper than a trim */
+            released += rg_pages_chunk_trim(a, c);
     if (released < want)
         released += rg_heap_purge(a, want - released);
     return released;
