@@ -31,9 +31,10 @@
  * 64-256 KiB and 2.2 s for glibc, peak RSS 1.02x glibc's (1 MiB: 1.12x); on
  * [1 KiB, 256 KiB] every threshold from 256 KiB up is the same and 64 KiB
  * is 30x slower; on [1 MiB, 2 MiB] (3 blocks to a chunk) RSS is 1.09x
- * glibc's (1 MiB: 1.18x).  The price: freed heap pages stay until
- * regal_arena_trim, as with glibc.  The build may override it
- * (-DRG_HEAP_MAX=...) to measure again. */
+ * glibc's (1 MiB: 1.18x).  The price was that freed heap pages stayed
+ * until regal_arena_trim, as with glibc; the purge policy (purge.c) now
+ * gives them back.  The build may override it (-DRG_HEAP_MAX=...) to
+ * measure again. */
 #ifndef RG_HEAP_MAX
 #define RG_HEAP_MAX ((size_t)2 << 20)
 #endif
