@@ -219,10 +219,22 @@ typedef struct regal_stats { /* all in bytes or counts */
     size_t alloc_count;      /* successful allocations */
     size_t free_count;       /* successful frees */
     size_t largest_free_run; /* largest free block of the free-list heap */
+    /* Where the memory is (resident and retained as in jemalloc's stats). */
+    size_t resident;      /* bytes committed and not purged: what the arena may have resident
+                             (today equal to mapped, because purging uncommits) */
+    size_t retained;      /* address space the arena keeps mapped that is not resident:
+                             purged, or never used yet */
+    size_t dirty;         /* free bytes kept resident that the purge policy would give back:
+                             free pages, the inside of free heap blocks, cached large blocks */
+    size_t free_resident; /* resident bytes holding neither a live block nor regal's metadata
+                             (dirty, and free slots of pages still in use) */
+    size_t fragmentation; /* free_resident that one request cannot use: free_resident minus
+                             the resident part of the largest free run, 0 if negative */
+    size_t purged;        /* bytes given back to the OS by purges and trims since create */
 } regal_stats;
 
 /* Fills *out.  Figures are exact whenever no thread is inside an operation
- * on the arena. */
+ * on the arena.  Costs a walk over the arena's chunks. */
 REGAL_API void regal_arena_stats(regal_arena *a, regal_stats *out);
 
 /* Prints the statistics as a human-readable table. */
@@ -236,7 +248,21 @@ REGAL_API void regal_arena_print_stats_json(regal_arena *a, FILE *out);
  * The slots of pages other live threads own are checked for structure only. */
 REGAL_API int regal_arena_check(regal_arena *a);
 
-/* Returns free memory of the arena to the OS; returns the bytes released. */
+/* Returns all free memory of the arena to the OS at once, interior pages
+ * included: free pages, the inside of every free heap block, cached large
+ * blocks, and whole empty chunks (the heap keeps one).  Returns the bytes
+ * released (0 when there was nothing to release).  Live blocks are
+ * untouched; the arena stays fully usable.
+ *
+ * Without it, free memory goes back on a policy: an arena keeps what its
+ * blocks release ("dirty" memory) for reuse, and gives it back with
+ * madvise(MADV_DONTNEED), so that RSS drops, once it has waited
+ * REGAL_OPTIONS purge_delay (default 1000 ms; 0 = at once; off = never) or
+ * as soon as it passes purge_cap (default the larger of 8 MiB and 1/4 of
+ * in_use; a large-block cache of up to 32 MiB comes on top).  The policy
+ * runs when the arena allocates or frees through its slow paths (new
+ * pages, heap blocks of 64 KiB and up, large blocks), so an arena that is
+ * not used at all keeps its dirty memory until trimmed. */
 REGAL_API size_t regal_arena_trim(regal_arena *a);
 
 /* ---- Errors -------------------------------------------------------------- */

@@ -12,6 +12,9 @@
  *     + sum over large mappings (live and cached) of rg_large_committed.
  *  2. limit == 0 or mapped <= limit.
  *  3. Every chunk on pages/heaps/large lists has arena == this arena.
+ *  4. dirty == committed bytes of free spans and of pages at or above top
+ *     (pages chunks) + committed bytes of the pages inside free heap blocks
+ *     + large_cache_bytes (rg_purge_count_dirty; purge.c).
  *
  * The lock guards everything in the struct; SINGLE_THREAD arenas skip it.
  */
@@ -25,6 +28,7 @@
 #include "options.h"
 #include "os.h"
 #include "pool.h"
+#include "purge.h"
 #include "track.h"
 
 /* ---- committed memory ---- */
@@ -34,22 +38,22 @@ static bool fits(const regal_arena *a, size_t bytes)
     return a->limit == 0 || a->mapped + bytes <= a->limit;
 }
 
-/* Gives back what the arena holds without using: cached large mappings,
- * free spans, the inside of free heap blocks.  No chunk or block moves, so
- * it is safe in the middle of an allocation. */
-static void release_retained(regal_arena *a)
+/* Before memory is committed fresh (a slow path: its pages fault in
+ * anyway) the purge policy runs, and at the limit everything the arena
+ * holds without using goes back (release_all: the large cache, free spans,
+ * the inside of free heap and handle blocks).  No chunk or block moves, so
+ * both are safe in the middle of an allocation. */
+static void release_all(regal_arena *a)
 {
-    rg_large_flush_cache(a);
-    for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
-        rg_pages_chunk_trim(a, c);
-    rg_heap_decommit_free(a);
+    rg_purge_all(a);
     rg_handle_decommit_free(a);
 }
 
 bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)
 {
+    rg_purge_maybe(a);
     if (!fits(a, bytes)) {
-        release_retained(a);
+        release_all(a);
         if (!fits(a, bytes))
             return false;
     }
@@ -60,12 +64,20 @@ bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)
 bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to)
 {
     size_t fresh = rg_chunk_uncommitted(c, from, to);
-    if (!fits(a, fresh)) {
-        release_retained(a); /* may decommit part of [from, to) too: count again */
+    if (fresh > 0) { /* a purge may decommit part of [from, to) too: count again */
+        rg_purge_maybe(a);
         fresh = rg_chunk_uncommitted(c, from, to);
-        if (!fits(a, fresh))
-            return false;
+        if (!fits(a, fresh)) {
+            release_all(a);
+            fresh = rg_chunk_uncommitted(c, from, to);
+            if (!fits(a, fresh))
+                return false;
+        }
     }
+    /* In a pages chunk the range is free pages becoming a span (span_take):
+     * what of it is still committed was dirty. */
+    if (c->kind == RG_CHUNK_PAGES)
+        rg_arena_dirty_sub(a, rg_chunk_committed_in(c, from, to));
     a->mapped += fresh;
     rg_chunk_set_committed(c, from, to);
     return true;
@@ -75,6 +87,13 @@ void rg_arena_uncommit(regal_arena *a, size_t bytes)
 {
     RG_ASSERT(a->mapped >= bytes);
     a->mapped -= bytes;
+}
+
+void rg_arena_purged(regal_arena *a, size_t bytes)
+{
+    rg_arena_uncommit(a, bytes);
+    rg_arena_dirty_sub(a, bytes);
+    a->purged += bytes;
 }
 
 /* ---- chunks ---- */
@@ -273,6 +292,7 @@ static regal_arena *arena_new(const regal_arena_config *cfg)
     pthread_mutex_init(&a->lock, NULL);
     a->pages = home;
     a->mapped = chunk_meta_bytes(RG_CHUNK_PAGES);
+    rg_purge_init(a);
     init_queues(a);
     registry_add(a);
     return a;
@@ -360,8 +380,13 @@ void regal_arena_reset(regal_arena *a)
     rg_heap_reset(a);
     rg_theap_orphan_all(a);
     rg_handle_reset(a);
+    /* Every page is free now: count the dirty memory again. */
+    a->dirty = rg_purge_count_dirty(a);
+    if (a->dirty == 0)
+        a->dirty_since = 0;
     init_queues(a);
     a->pools = NULL;
+    rg_purge_maybe(a);
     rg_arena_unlock(a);
     rg_vg_quiet_end();
 }
@@ -431,12 +456,32 @@ void rg_arena_visit(regal_arena *a, rg_visit_fn fn, void *ctx)
     rg_large_visit(a, fn, ctx);
 }
 
+/* Spans with no live slot, every dirty byte, then whole empty chunks: heap
+ * chunks but one, pages chunks with no live span but the home chunk
+ * (rg_chunk_free gives them back to the OS whole on their way to the
+ * process-wide cache). */
 size_t rg_arena_trim_locked(regal_arena *a)
 {
-    size_t released = rg_large_flush_cache(a);
-    for (struct rg_chunk *c = a->pages; c != NULL; c = c->next)
-        released += rg_pages_chunk_trim(a, c);
-    return released + rg_heap_trim(a) + rg_handle_trim(a);
+    /* Only the spans no thread owns and the caller's own: other threads'
+     * theaps change with no lock, and hand theirs back when they exit. */
+    struct rg_theap *mine = rg_theap_of(a);
+    for (unsigned i = 0; i < RG_CLASS_COUNT; i++) {
+        rg_pageq_trim(&a->own.classes[i]);
+        if (mine != NULL && mine != &a->own)
+            rg_pageq_trim(&mine->classes[i]);
+    }
+    for (struct regal_pool *p = a->pools; p != NULL; p = p->next)
+        rg_pageq_trim(&p->q);
+    rg_pageq_trim(&a->meta);
+    size_t released = rg_purge_all(a), chunks = rg_heap_trim(a) + rg_handle_trim(a);
+    struct rg_chunk *home = rg_arena_home(a), *next;
+    for (struct rg_chunk *c = a->pages; c != NULL; c = next) {
+        next = c->next;
+        if (c != home && ((struct rg_pages_chunk *)c)->spans_live == 0)
+            chunks += rg_arena_remove_chunk(a, c);
+    }
+    a->purged += chunks;
+    return released + chunks;
 }
 
 /* ---- pointers ---- */

@@ -46,6 +46,12 @@ struct regal_arena {
     struct rg_handles handles;      /* relocatable blocks (handle.c) */
     struct regal_arena *next_arena; /* every live arena, for fork (arena.c) */
     struct regal_arena *prev_arena;
+    /* The purge policy (purge.c). */
+    size_t dirty;         /* free bytes still committed (invariant 4 of arena.c) */
+    size_t purged;        /* bytes purged or trimmed since create */
+    uint64_t dirty_since; /* rg_os_now_ms() when dirty memory was first seen; 0 = not yet */
+    uint64_t purge_delay; /* ms; RG_PURGE_DELAY_OFF */
+    size_t purge_cap;     /* bytes; RG_PURGE_CAP_AUTO, RG_PURGE_CAP_OFF */
 };
 
 static_assert(sizeof(struct regal_arena) <= RG_DESC_OFFSET,
@@ -115,10 +121,33 @@ RG_INLINE bool rg_arena_tracked(const regal_arena *a)
 
 /* Counts bytes [from, to) of chunk c (offsets from c) as committed; false
  * (nothing changed) when that would pass the arena's limit even after
- * dropping its caches. */
+ * dropping its caches.  Runs the purge policy first when fresh memory is
+ * needed.  In a pages chunk the range must be free pages becoming a span:
+ * what of it is still committed stops counting as dirty. */
 bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to);
 bool rg_arena_commit_bytes(regal_arena *a, size_t bytes);
 void rg_arena_uncommit(regal_arena *a, size_t bytes);
+
+/* Dirty memory: free memory that stays committed (free spans and the pages
+ * above a pages chunk's top, the pages inside free heap blocks, cached large
+ * mappings) until the purge policy (purge.c) gives it back.  page.c, heap.c
+ * and large.c add to a->dirty when such memory becomes free and subtract
+ * when it is used again. */
+RG_INLINE void rg_arena_dirty_add(regal_arena *a, size_t bytes)
+{
+    a->dirty += bytes;
+}
+
+RG_INLINE void rg_arena_dirty_sub(regal_arena *a, size_t bytes)
+{
+    RG_ASSERT(a->dirty >= bytes);
+    a->dirty -= bytes;
+    if (a->dirty == 0)
+        a->dirty_since = 0;
+}
+
+/* Dirty bytes given back to the OS: no longer dirty nor committed. */
+void rg_arena_purged(regal_arena *a, size_t bytes);
 
 /* A new chunk of the kind, linked into the arena; NULL at the limit or when
  * the OS refuses. */

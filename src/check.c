@@ -15,6 +15,7 @@
 #include "error.h"
 #include "large.h"
 #include "pool.h"
+#include "purge.h"
 #include "track.h"
 #include "vg.h"
 
@@ -123,9 +124,13 @@ int regal_arena_check(regal_arena *a)
         rg_handle_is_valid(a, &mapped)) {
         for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next)
             mapped += rg_chunk_committed(c);
+        size_t dirty = rg_purge_count_dirty(a);
         if (mapped != a->mapped)
             rg_check_fail(a, "mapped %zu but chunks commit %zu (arena.c invariant 1)", a->mapped,
                           mapped);
+        else if (dirty != a->dirty)
+            rg_check_fail(a, "dirty %zu but free memory commits %zu (arena.c invariant 4)",
+                          a->dirty, dirty);
         else if (a->limit != 0 && a->mapped > a->limit)
             rg_check_fail(a, "mapped %zu above limit %zu (arena.c invariant 2)", a->mapped,
                           a->limit);

@@ -99,18 +99,45 @@ static bool bit(const uint64_t *bits, size_t i)
     return (bits[i / 64] >> (i % 64)) & 1;
 }
 
+/* Bits [lo, hi) of a bitmap word (lo < hi <= 64). */
+static uint64_t word_mask(size_t lo, size_t hi)
+{
+    return (hi == 64 ? ~0ull : (1ull << hi) - 1) & (~0ull << lo);
+}
+
+size_t rg_chunk_committed_in(const struct rg_chunk *c, size_t from, size_t to)
+{
+    size_t n = 0, end = granule_end(to);
+    for (size_t g = granule_first(from); g < end;) {
+        size_t w = g / 64, hi = end - w * 64 < 64 ? end - w * 64 : 64;
+        uint64_t mask = word_mask(g % 64, hi), v = c->committed[w] & mask;
+        /* All set or all clear are the common cases, and need no popcount
+         * (a libgcc call on baseline x86-64): the heap counts the granules
+         * of every free block that enters or leaves a free list. */
+        if (v == mask)
+            n += hi - g % 64;
+        else if (v != 0)
+            n += (size_t)__builtin_popcountll(v);
+        g = w * 64 + hi;
+    }
+    return n * RG_GRANULE;
+}
+
 size_t rg_chunk_uncommitted(const struct rg_chunk *c, size_t from, size_t to)
 {
-    size_t n = 0;
-    for (size_t g = granule_first(from); g < granule_end(to); g++)
-        n += !bit(c->committed, g);
-    return n * RG_GRANULE;
+    size_t first = granule_first(from), end = granule_end(to);
+    size_t all = end > first ? (end - first) * RG_GRANULE : 0;
+    return all - rg_chunk_committed_in(c, from, to);
 }
 
 void rg_chunk_set_committed(struct rg_chunk *c, size_t from, size_t to)
 {
-    for (size_t g = granule_first(from); g < granule_end(to); g++)
-        c->committed[g / 64] |= 1ull << (g % 64);
+    size_t end = granule_end(to);
+    for (size_t g = granule_first(from); g < end;) {
+        size_t w = g / 64, hi = end - w * 64 < 64 ? end - w * 64 : 64;
+        c->committed[w] |= word_mask(g % 64, hi);
+        g = w * 64 + hi;
+    }
 }
 
 size_t rg_chunk_committed(const struct rg_chunk *c)

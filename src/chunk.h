@@ -77,6 +77,8 @@ void rg_chunk_unmap(struct rg_chunk *c);
 size_t rg_chunk_uncommitted(const struct rg_chunk *c, size_t from, size_t to);
 void rg_chunk_set_committed(struct rg_chunk *c, size_t from, size_t to);
 size_t rg_chunk_committed(const struct rg_chunk *c);
+/* Committed bytes among the granules that [from, to) touches. */
+size_t rg_chunk_committed_in(const struct rg_chunk *c, size_t from, size_t to);
 /* Gives the committed OS pages wholly inside [from, to) back to the OS and
  * clears their granules; returns the bytes given back. */
 size_t rg_chunk_decommit(struct rg_chunk *c, size_t from, size_t to);

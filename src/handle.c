@@ -1043,3 +1043,17 @@ bool rg_handle_is_valid(regal_arena *a, size_t *committed)
     return region_is_valid(a, &live, &nfree, committed) && lists_are_valid(h, nfree) &&
            slots_are_valid(h, live);
 }
+
+size_t rg_handle_space(const regal_arena *a)
+{
+    const struct rg_handles *hs = &a->handles;
+    size_t space = 0;
+    for (const struct rg_chunk *c = hs->region; c != NULL; c = c->next)
+        space += c->map_size;
+    for (const struct rg_chunk *c = hs->huge; c != NULL; c = c->next)
+        space += c->map_size;
+    for (unsigned i = 0; i < RG_HANDLE_SEGS; i++)
+        if (hs->table[i] != NULL)
+            space += hs->table[i]->map_size;
+    return space;
+}

@@ -44,6 +44,8 @@ void rg_handle_destroy(struct regal_arena *a);
 size_t rg_handle_decommit_free(struct regal_arena *a);
 /* The same, and region chunks without a live block go back too. */
 size_t rg_handle_trim(struct regal_arena *a);
+/* Address space the arena's handle chunks take (regal_stats.retained). */
+size_t rg_handle_space(const struct regal_arena *a);
 
 /* regal_arena_check (check.c): every invariant of handle.c; adds the bytes
  * the handle memory commits to *committed. */

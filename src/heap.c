@@ -23,6 +23,13 @@
  * The chunk key changes on every reset, so headers left from before a reset
  * no longer pass invariant 2: a stale pointer is an invalid free, never a
  * block.  Everything here runs under the arena's lock.
+ *
+ * Purging (purge.c) gives back the interior of a free block: the OS pages
+ * wholly inside it past its header and links and before its footer
+ * (block_interior).  Its committed part is dirty memory: counted into the
+ * arena's dirty bytes when the block enters a free list and out when it
+ * leaves, so the granule bitmap of a block's interior never changes while
+ * the block is listed, except by a purge, which counts what it releases.
  */
 #include "heap.h"
 
@@ -32,13 +39,14 @@
 #include "arena.h"
 #include "check.h"
 #include "os.h"
+#include "purge.h"
 
 struct rg_heap_chunk {
     struct rg_chunk base;
     uint64_t epoch; /* resets so far; part of the key */
 };
 
-#define HEAP_BEGIN ((size_t)256) /* first block, after the chunk header */
+#define HEAP_BEGIN RG_HEAP_META /* first block, after the chunk header */
 #define HEAP_END   RG_CHUNK_SIZE
 #define HEAP_SPAN  (HEAP_END - HEAP_BEGIN)
 
@@ -106,6 +114,29 @@ static size_t block_size_for(size_t size)
     return bs < RG_HB_MIN_BLOCK ? RG_HB_MIN_BLOCK : bs;
 }
 
+/* The pages a purge gives back from free block b, as offsets [*from, *to)
+ * from its chunk: whole OS pages past the header and links and before the
+ * footer (the region's last block has none). */
+static void block_interior(const struct rg_hblock *b, size_t *from, size_t *to)
+{
+    size_t page = rg_os_page_size(), off = (size_t)((uintptr_t)b - (uintptr_t)rg_chunk_of(b));
+    size_t end = off + bsize(b);
+    *from = rg_align_up(off + sizeof *b, page);
+    *to = (block_next(b) == NULL ? end : end - sizeof(size_t)) & ~(page - 1);
+    if (*to < *from)
+        *to = *from;
+}
+
+/* Committed bytes of free block b's interior: its dirty memory. */
+static size_t block_dirty(const struct rg_hblock *b)
+{
+    if (bsize(b) <= rg_os_page_size())
+        return 0; /* no whole page between header and footer */
+    size_t from, to;
+    block_interior(b, &from, &to);
+    return from < to ? rg_chunk_committed_in(rg_chunk_of(b), from, to) : 0;
+}
+
 /* ---- free lists ---- */
 
 static void mapping(size_t size, unsigned *fl, unsigned *sl)
@@ -126,6 +157,7 @@ static void list_insert(struct rg_heap *h, struct rg_hblock *b)
     h->heads[f][s] = b;
     h->sl_map[f] |= (uint16_t)(1u << s);
     h->fl_map |= 1u << f;
+    rg_arena_dirty_add(rg_chunk_of(b)->arena, block_dirty(b));
 }
 
 static void list_remove(struct rg_heap *h, struct rg_hblock *b)
@@ -143,6 +175,7 @@ static void list_remove(struct rg_heap *h, struct rg_hblock *b)
         if (h->sl_map[f] == 0)
             h->fl_map &= ~(1u << f);
     }
+    rg_arena_dirty_sub(rg_chunk_of(b)->arena, block_dirty(b));
 }
 
 /* A free block of at least size bytes, in O(1).  The head of size's own
@@ -247,11 +280,12 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
     }
     uint8_t *user = align <= RG_ALIGN ? (uint8_t *)b + RG_HB_HEADER : aligned_user(b, align);
     size_t gap = (size_t)(user - RG_HB_HEADER - (uint8_t *)b);
+    list_remove(&a->heap, b); /* before its granules change (and out of a purge's way) */
     if (!commit_range(a, b, user + bs + sizeof *b)) { /* and the next header */
+        list_insert(&a->heap, b);
         errno = ENOMEM;
         return NULL;
     }
-    list_remove(&a->heap, b);
     if (gap > 0) { /* the front gap stays free; b's predecessor is used */
         size_t total = bsize(b);
         set_header(b, gap, RG_HB_FREE);
@@ -309,6 +343,8 @@ void rg_heap_free(struct regal_arena *a, void *p)
     list_insert(h, b);
     if ((next = block_next(b)) != NULL)
         set_flag(next, RG_HB_PREV_FREE, true);
+    if (size >= RG_PURGE_RUN)
+        rg_purge_maybe(a);
 }
 
 bool rg_heap_resize(struct regal_arena *a, void *p, size_t size)
@@ -322,9 +358,11 @@ bool rg_heap_resize(struct regal_arena *a, void *p, size_t size)
     struct rg_hblock *next = block_next(b);
     if (next == NULL || !(next->size & RG_HB_FREE) || cur + bsize(next) < bs)
         return false;
-    if (!commit_range(a, b, (uint8_t *)b + bs + sizeof *b))
+    list_remove(&a->heap, next); /* before its granules change */
+    if (!commit_range(a, b, (uint8_t *)b + bs + sizeof *b)) {
+        list_insert(&a->heap, next);
         return false;
-    list_remove(&a->heap, next);
+    }
     set_header(b, cur + bsize(next), b->size & RG_HB_PREV_FREE);
     split_tail(&a->heap, b, bs);
     return true;
@@ -352,14 +390,38 @@ size_t rg_heap_largest_free(const struct rg_heap *h)
     return best - RG_HB_HEADER;
 }
 
-/* Gives back the pages wholly inside free block b (its header, links and
- * footer stay). */
-static size_t trim_block(struct rg_hblock *b)
+size_t rg_heap_largest_free_resident(const struct rg_heap *h)
 {
-    struct rg_chunk *c = rg_chunk_of(b);
-    size_t from = (size_t)((uintptr_t)b - (uintptr_t)c) + sizeof *b;
-    size_t to = (size_t)((uintptr_t)b - (uintptr_t)c) + bsize(b) - sizeof(size_t);
-    return rg_chunk_decommit(c, from, to);
+    size_t best = 0;
+    const struct rg_hblock *big = NULL;
+    if (h->fl_map != 0) {
+        unsigned f = 31 - (unsigned)__builtin_clz(h->fl_map);
+        unsigned s = 31 - (unsigned)__builtin_clz(h->sl_map[f]);
+        for (const struct rg_hblock *b = h->heads[f][s]; b != NULL; b = b->next_free) {
+            if (bsize(b) > best) {
+                best = bsize(b);
+                big = b;
+            }
+        }
+    }
+    if (big == NULL)
+        return 0;
+    size_t from, to;
+    block_interior(big, &from, &to);
+    return best - RG_HB_HEADER - (to - from) + block_dirty(big);
+}
+
+/* Gives back the interior of free block b (its header, links and footer
+ * stay); bytes released. */
+static size_t trim_block(struct regal_arena *a, struct rg_hblock *b)
+{
+    if (block_dirty(b) == 0)
+        return 0;
+    size_t from, to;
+    block_interior(b, &from, &to);
+    size_t released = rg_chunk_decommit(rg_chunk_of(b), from, to);
+    rg_arena_purged(a, released);
+    return released;
 }
 
 static bool chunk_is_empty(struct rg_chunk *c)
@@ -368,20 +430,32 @@ static bool chunk_is_empty(struct rg_chunk *c)
     return (b->size & RG_HB_FREE) && bsize(b) == HEAP_SPAN;
 }
 
-size_t rg_heap_decommit_free(struct regal_arena *a)
+size_t rg_heap_purge(struct regal_arena *a, size_t want)
 {
     size_t released = 0;
+    for (unsigned f = RG_FL_COUNT; f-- > 0;)
+        for (unsigned s = RG_SL_COUNT; s-- > 0;)
+            for (struct rg_hblock *b = a->heap.heads[f][s]; b != NULL; b = b->next_free) {
+                if (released >= want)
+                    return released;
+                released += trim_block(a, b);
+            }
+    return released;
+}
+
+size_t rg_heap_dirty(struct regal_arena *a)
+{
+    size_t dirty = 0;
     for (unsigned f = 0; f < RG_FL_COUNT; f++)
         for (unsigned s = 0; s < RG_SL_COUNT; s++)
             for (struct rg_hblock *b = a->heap.heads[f][s]; b != NULL; b = b->next_free)
-                released += trim_block(b);
-    rg_arena_uncommit(a, released);
-    return released;
+                dirty += block_dirty(b);
+    return dirty;
 }
 
 size_t rg_heap_trim(struct regal_arena *a)
 {
-    size_t released = rg_heap_decommit_free(a);
+    size_t released = 0;
     /* Whole empty chunks go back, except one kept for the next request. */
     struct rg_chunk *c = a->heaps, *next;
     bool kept = false;

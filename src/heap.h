@@ -16,8 +16,9 @@
 #define RG_SL_LOG2  4
 #define RG_SL_COUNT (1 << RG_SL_LOG2)
 
-#define RG_HB_HEADER    16 /* bytes before the user pointer */
-#define RG_HB_MIN_BLOCK 64 /* header, two links, footer, rounded to 16 */
+#define RG_HB_HEADER    16            /* bytes before the user pointer */
+#define RG_HEAP_META    ((size_t)256) /* a heap chunk's header, before its first block */
+#define RG_HB_MIN_BLOCK 64            /* header, two links, footer, rounded to 16 */
 
 /* The largest request the heap serves; above it, each block gets its own
  * mapping (src/large.c).  2 MiB, the most a 4 MiB heap chunk allows,
@@ -30,9 +31,10 @@
  * 64-256 KiB and 2.2 s for glibc, peak RSS 1.02x glibc's (1 MiB: 1.12x); on
  * [1 KiB, 256 KiB] every threshold from 256 KiB up is the same and 64 KiB
  * is 30x slower; on [1 MiB, 2 MiB] (3 blocks to a chunk) RSS is 1.09x
- * glibc's (1 MiB: 1.18x).  The price: freed heap pages stay until
- * regal_arena_trim, as with glibc.  The build may override it
- * (-DRG_HEAP_MAX=...) to measure again. */
+ * glibc's (1 MiB: 1.18x).  The price was that freed heap pages stayed
+ * until regal_arena_trim, as with glibc; the purge policy (purge.c) now
+ * gives them back.  The build may override it (-DRG_HEAP_MAX=...) to
+ * measure again. */
 #ifndef RG_HEAP_MAX
 #define RG_HEAP_MAX ((size_t)2 << 20)
 #endif
@@ -76,11 +78,18 @@ void rg_heap_chunk_init(struct regal_arena *a, struct rg_chunk *c);
 /* Arena reset: every chunk becomes one free block again. */
 void rg_heap_reset(struct regal_arena *a);
 size_t rg_heap_largest_free(const struct rg_heap *h);
+/* The part of that largest free block that is committed. */
+size_t rg_heap_largest_free_resident(const struct rg_heap *h);
 /* Calls fn for every live block of the arena's heap chunks. */
 void rg_heap_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx);
-/* Gives back the pages inside free blocks; bytes released.  Blocks stay. */
-size_t rg_heap_decommit_free(struct regal_arena *a);
-/* The same, and empty chunks but one go back to the cache. */
+/* Gives back the pages inside free blocks, largest blocks first, until at
+ * least want bytes went back (SIZE_MAX: all); bytes released.  Blocks
+ * stay. */
+size_t rg_heap_purge(struct regal_arena *a, size_t want);
+/* Committed bytes inside free blocks (dirty memory). */
+size_t rg_heap_dirty(struct regal_arena *a);
+/* Empty chunks but one go back to the cache (after rg_heap_purge); bytes
+ * released. */
 size_t rg_heap_trim(struct regal_arena *a);
 int rg_heap_check(struct regal_arena *a);
 

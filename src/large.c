@@ -12,6 +12,8 @@
  *  3. Cached mappings have no such gap.
  *  2. cache_count <= CACHE_COUNT and cache_bytes <= CACHE_BYTES.
  *
+ * Cached mappings are dirty memory (purge.c): the purge policy unmaps them
+ * once they have waited purge_delay, as regal_arena_trim does at once.
  * Everything here runs under the arena's lock.
  */
 #include "large.h"
@@ -20,6 +22,7 @@
 
 #include "arena.h"
 #include "os.h"
+#include "purge.h"
 #include "vg.h"
 
 #define CACHE_COUNT 8
@@ -81,6 +84,7 @@ static struct rg_chunk *cache_take(struct regal_arena *a, size_t need)
             list_remove(&a->large_cache, c);
             a->large_cache_count--;
             a->large_cache_bytes -= c->map_size;
+            rg_arena_dirty_sub(a, c->map_size);
             return c;
         }
     }
@@ -152,6 +156,8 @@ void rg_large_free(struct regal_arena *a, struct rg_chunk *c)
     list_push(&a->large_cache, c);
     a->large_cache_count++;
     a->large_cache_bytes += c->map_size;
+    rg_arena_dirty_add(a, c->map_size);
+    rg_purge_maybe(a);
 }
 
 bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size)
@@ -185,7 +191,8 @@ size_t rg_large_flush_cache(struct regal_arena *a)
     while (a->large_cache != NULL) {
         struct rg_chunk *c = a->large_cache;
         a->large_cache = c->next;
-        release(a, c);
+        rg_arena_purged(a, rg_large_committed(c));
+        rg_chunk_unmap(c);
     }
     a->large_cache_count = 0;
     a->large_cache_bytes = 0;

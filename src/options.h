@@ -12,7 +12,19 @@ struct rg_options {
     bool leaks;          /* list the default arena's live blocks at exit */
     bool verbose;        /* say what was configured */
     int stats_fd;        /* a copy of stderr taken at start-up for the exit statistics */
+    /* The purge policy of every arena (purge.c). */
+    uint64_t purge_delay; /* ms before free memory is purged; RG_PURGE_DELAY_OFF */
+    size_t purge_cap;     /* bytes of free memory kept at most; RG_PURGE_CAP_AUTO, _OFF */
 };
+
+/* The purge policy's settings (purge.c): purge_delay=<ms>|off and
+ * purge_cap=<bytes>[K|M|G]|auto|off.  Defaults: 1000 ms, and a cap of
+ * max(RG_PURGE_CAP_MIN, in_use / 4). */
+#define RG_PURGE_DELAY_DEFAULT ((uint64_t)1000)
+#define RG_PURGE_DELAY_OFF     UINT64_MAX
+#define RG_PURGE_CAP_OFF       SIZE_MAX
+#define RG_PURGE_CAP_AUTO      (SIZE_MAX - 1)
+#define RG_PURGE_CAP_MIN       ((size_t)8 << 20)
 
 /* Parses REGAL_OPTIONS the first time; cheap afterwards.  Never allocates. */
 void rg_options_init(void);

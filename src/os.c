@@ -1,13 +1,14 @@
 /*
- * OS memory.  Everything comes from anonymous private mappings; no call here
- * allocates or takes a lock, so the file is safe from the first malloc of a
- * process on.
+ * OS memory and the clock.  Everything comes from anonymous private
+ * mappings; no call here allocates or takes a lock, so the file is safe from
+ * the first malloc of a process on.
  */
 #include "os.h"
 
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 size_t rg_os_page_size(void)
@@ -56,6 +57,14 @@ void rg_os_decommit(void *p, size_t size)
 bool rg_os_grow(void *p, size_t old_size, size_t new_size)
 {
     return mremap(p, old_size, new_size, 0) != MAP_FAILED;
+}
+
+uint64_t rg_os_now_ms(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        return 1;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
 }
 
 uint64_t rg_os_secret(void)

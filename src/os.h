@@ -1,4 +1,5 @@
-/* The only system calls of the engine: mapping, unmapping, decommitting. */
+/* The only system calls of the engine: mapping, unmapping, decommitting,
+ * the clock. */
 #ifndef RG_OS_H
 #define RG_OS_H
 
@@ -14,6 +15,10 @@ void rg_os_decommit(void *p, size_t size);
 /* Grows a mapping in place; false if the address space after it is taken. */
 bool rg_os_grow(void *p, size_t old_size, size_t new_size);
 size_t rg_os_page_size(void);
+/* Milliseconds of CLOCK_MONOTONIC_COARSE (the vDSO, no system call; a tick
+ * of 1 to 10 ms): the purge policy's clock, read on slow paths only.
+ * Never 0. */
+uint64_t rg_os_now_ms(void);
 
 /* 64 random bits chosen by the kernel at exec (AT_RANDOM): no syscall, no
  * allocation.  Keys for header checks and link encoding. */

@@ -30,6 +30,7 @@
 #include "check.h"
 #include "error.h"
 #include "os.h"
+#include "purge.h"
 
 #define C(b, s) ((1u << (b)) + (s) * (1u << ((b)-2)))
 #define QUAD(b) C(b, 1), C(b, 2), C(b, 3), C(b, 4)
@@ -153,12 +154,18 @@ static struct rg_page *span_take(struct regal_arena *a, struct rg_chunk *c, unsi
     return rg_page_desc(c, first);
 }
 
+/* The span's pages stay committed, dirty, until the purge policy or a trim
+ * gives them back (purge.c); a span release is one of its slow paths. */
 static void span_give_back(struct rg_chunk *c, struct rg_page *pg)
 {
     unsigned first = (unsigned)(pg - rg_page_desc(c, 0));
     span_mark(c, first, pg->span, RG_PAGE_FREE);
     list_push(&pchunk(c)->free_spans, pg);
     pchunk(c)->spans_live--;
+    rg_arena_dirty_add(c->arena,
+                       rg_chunk_committed_in(c, (size_t)first << RG_PAGE_SHIFT,
+                                             (size_t)(first + pg->span) << RG_PAGE_SHIFT));
+    rg_purge_maybe(c->arena);
 }
 
 static struct rg_page *span_alloc(struct regal_arena *a, unsigned n)
@@ -491,6 +498,27 @@ void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q)
     q->avail = q->full = NULL;
 }
 
+void rg_pageq_trim(struct rg_pageq *q)
+{
+    struct rg_page *next;
+    for (struct rg_page *pg = q->full; pg != NULL; pg = next) {
+        next = pg->next;
+        if (rg_page_collect(pg) > 0) /* other threads' frees count too */
+            to_avail(q, pg);
+    }
+    for (struct rg_page *pg = q->avail; pg != NULL; pg = next) {
+        next = pg->next;
+        rg_page_collect(pg);
+    }
+    for (struct rg_page *pg = q->avail; pg != NULL; pg = next) {
+        next = pg->next;
+        if (pg->used == 0) {
+            list_remove(&q->avail, pg);
+            span_give_back(rg_chunk_of(pg), pg);
+        }
+    }
+}
+
 size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c)
 {
     size_t released = 0;
@@ -501,8 +529,19 @@ size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c)
     }
     /* Pages at or above top have not been used since the last reset. */
     released += rg_chunk_decommit(c, (size_t)pchunk(c)->top << RG_PAGE_SHIFT, RG_CHUNK_SIZE);
-    rg_arena_uncommit(a, released);
+    rg_arena_purged(a, released);
     return released;
+}
+
+size_t rg_pages_chunk_dirty(struct rg_chunk *c)
+{
+    size_t dirty = 0;
+    for (struct rg_page *fs = pchunk(c)->free_spans; fs != NULL; fs = fs->next) {
+        size_t first = (size_t)(fs - rg_page_desc(c, 0));
+        dirty +=
+            rg_chunk_committed_in(c, first << RG_PAGE_SHIFT, (first + fs->span) << RG_PAGE_SHIFT);
+    }
+    return dirty + rg_chunk_committed_in(c, (size_t)pchunk(c)->top << RG_PAGE_SHIFT, RG_CHUNK_SIZE);
 }
 
 bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents)

@@ -264,12 +264,19 @@ void rg_pages_chunk_visit(struct rg_chunk *c, rg_visit_fn fn, void *ctx);
 void rg_pageq_abandon(struct rg_pageq *q, struct rg_pageq *to);
 /* Returns every span of q to its chunk. */
 void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q);
+/* Returns q's spans that hold no live slot to their chunks, the one a queue
+ * keeps for its next allocation included, after collecting other threads'
+ * frees (regal_arena_trim; the caller owns q and holds the lock). */
+void rg_pageq_trim(struct rg_pageq *q);
 
 /* Forget every span of a pages chunk (arena reset): O(1). */
 void rg_pages_chunk_reset(struct rg_chunk *c);
 void rg_pages_chunk_init(struct rg_chunk *c);
-/* Gives the free spans of c back to the OS; bytes released. */
+/* Gives the free spans of c and its pages above top back to the OS; bytes
+ * released. */
 size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c);
+/* Committed bytes of c's free spans and pages above top (dirty memory). */
+size_t rg_pages_chunk_dirty(struct rg_chunk *c);
 /* Checks the invariants of a live span, its slots too if contents; false
  * (and a report) on the first violation. */
 bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents);

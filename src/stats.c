@@ -11,12 +11,49 @@
 
 #include <string.h>
 
+#include "handle.h"
 #include "heap.h"
 #include "large.h"
 #include "options.h"
 #include "pool.h"
+#include "purge.h"
 #include "track.h"
 #include "vg.h"
+
+static size_t minus(size_t x, size_t y)
+{
+    return x > y ? x - y : 0;
+}
+
+/* The resident, retained and free figures.  Address space: every chunk and
+ * large mapping of the arena.  Metadata: the committed part of page 0 of
+ * pages chunks, heap chunk headers, and what a live large mapping commits
+ * beyond its usable bytes (header and alignment). */
+static void memory_figures(const regal_arena *a, regal_stats *out)
+{
+    size_t space = 0, meta = 0;
+    for (const struct rg_chunk *c = a->pages; c != NULL; c = c->next) {
+        space += RG_CHUNK_SIZE;
+        meta += rg_align_up(RG_PAGES_META, RG_GRANULE);
+    }
+    for (const struct rg_chunk *c = a->heaps; c != NULL; c = c->next) {
+        space += RG_CHUNK_SIZE;
+        meta += RG_HEAP_META;
+    }
+    for (struct rg_chunk *c = a->large; c != NULL; c = c->next) {
+        space += c->map_size;
+        meta += rg_large_committed(c) - rg_large_usable(c);
+    }
+    for (const struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
+        space += c->map_size;
+    space += rg_handle_space(a);
+    out->resident = a->mapped;
+    out->retained = minus(space, a->mapped);
+    out->dirty = a->dirty;
+    out->free_resident = minus(a->mapped, out->in_use + meta);
+    out->fragmentation = minus(out->free_resident, rg_heap_largest_free_resident(&a->heap));
+    out->purged = a->purged;
+}
 
 void regal_arena_stats(regal_arena *a, regal_stats *out)
 {
@@ -32,6 +69,7 @@ void regal_arena_stats(regal_arena *a, regal_stats *out)
     out->alloc_count = st.alloc_count;
     out->free_count = st.free_count;
     out->largest_free_run = rg_heap_largest_free(&a->heap);
+    memory_figures(a, out);
     rg_arena_unlock(a);
     rg_vg_quiet_end();
 }
@@ -47,6 +85,8 @@ struct snapshot {
     char name[RG_NAME_MAX];
     unsigned flags;
     size_t limit;
+    uint64_t purge_delay;
+    size_t purge_cap, purge_cap_now;
     struct queue_figures classes[RG_CLASS_COUNT];
     struct queue_figures pools[SNAP_POOLS];
     size_t npools, pools_left_out;
@@ -121,6 +161,9 @@ static void snapshot(regal_arena *a, struct snapshot *snap)
     memcpy(snap->name, a->name, sizeof snap->name);
     snap->flags = a->flags;
     snap->limit = a->limit;
+    snap->purge_delay = a->purge_delay;
+    snap->purge_cap = a->purge_cap;
+    snap->purge_cap_now = rg_purge_cap(a);
     class_figures(a, snap->classes);
     for (const regal_pool *p = a->pools; p != NULL; p = p->next) {
         if (snap->npools < SNAP_POOLS)
@@ -176,6 +219,21 @@ void regal_arena_print_stats(regal_arena *a, FILE *out)
         fprintf(out, " of limit %zu\n", snap.limit);
     else
         fprintf(out, " (no limit)\n");
+    fprintf(out,
+            "  memory: resident %zu, retained %zu, dirty %zu, free resident %zu, "
+            "fragmentation %zu\n",
+            s->resident, s->retained, s->dirty, s->free_resident, s->fragmentation);
+    fprintf(out, "  purge: ");
+    if (snap.purge_delay == RG_PURGE_DELAY_OFF)
+        fprintf(out, "no delay");
+    else
+        fprintf(out, "delay %llu ms", (unsigned long long)snap.purge_delay);
+    if (snap.purge_cap_now == RG_PURGE_CAP_OFF)
+        fprintf(out, ", no cap");
+    else
+        fprintf(out, ", cap %zu%s", snap.purge_cap_now,
+                snap.purge_cap == RG_PURGE_CAP_AUTO ? " (auto)" : "");
+    fprintf(out, ", %zu bytes purged\n", s->purged);
     fprintf(out, "  calls: %zu allocs, %zu frees, %zu bytes requested\n", s->alloc_count,
             s->free_count, s->requested_total);
 }
@@ -213,9 +271,21 @@ void regal_arena_print_stats_json(regal_arena *a, FILE *out)
     fprintf(out,
             ",\"in_use\":%zu,\"peak_in_use\":%zu,\"mapped\":%zu,\"limit\":%zu,"
             "\"requested_total\":%zu,\"blocks_in_use\":%zu,\"alloc_count\":%zu,"
-            "\"free_count\":%zu,\"largest_free_run\":%zu,\"pages\":[",
+            "\"free_count\":%zu,\"largest_free_run\":%zu,",
             s->in_use, s->peak_in_use, s->mapped, snap.limit, s->requested_total, s->blocks_in_use,
             s->alloc_count, s->free_count, s->largest_free_run);
+    fprintf(out,
+            "\"resident\":%zu,\"retained\":%zu,\"dirty\":%zu,\"free_resident\":%zu,"
+            "\"fragmentation\":%zu,\"purged\":%zu,\"purge\":{\"delay_ms\":",
+            s->resident, s->retained, s->dirty, s->free_resident, s->fragmentation, s->purged);
+    if (snap.purge_delay == RG_PURGE_DELAY_OFF)
+        fputs("null", out);
+    else
+        fprintf(out, "%llu", (unsigned long long)snap.purge_delay);
+    if (snap.purge_cap_now == RG_PURGE_CAP_OFF)
+        fputs(",\"cap\":null},\"pages\":[", out);
+    else
+        fprintf(out, ",\"cap\":%zu},\"pages\":[", snap.purge_cap_now);
     bool first = true;
     for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
         json_queue(out, "class", &snap.classes[i], &first);

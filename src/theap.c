@@ -220,6 +220,14 @@ size_t rg_arena_peak(regal_arena *a)
     return sum > a->peak_floor ? sum : a->peak_floor;
 }
 
+size_t rg_arena_in_use(const regal_arena *a)
+{
+    size_t sum = a->own.st.in_use;
+    for (const struct rg_theap *h = a->theaps; h != NULL; h = h->next)
+        sum += h->st.in_use;
+    return sum;
+}
+
 void rg_arena_counters(regal_arena *a, struct rg_counters *out)
 {
     *out = a->own.st;

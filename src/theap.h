@@ -92,6 +92,7 @@ struct rg_theap *rg_theap_ensure(struct regal_arena *a);
  * for several. */
 size_t rg_arena_peak(struct regal_arena *a);
 void rg_arena_counters(struct regal_arena *a, struct rg_counters *out);
+size_t rg_arena_in_use(const struct regal_arena *a);
 /* Serialises thread exit against arena destroy (arena.c's registry lock). */
 void rg_registry_lock(void);
 void rg_registry_unlock(void);

@@ -16,6 +16,26 @@ typedef struct expected {
     size_t in_use, peak, requested, blocks, allocs, frees;
 } expected;
 
+/* How resident, retained, dirty, free_resident and fragmentation relate,
+ * whatever the purge policy did meanwhile.  A free run may be purged, so it
+ * is bounded by the address space, not by what is resident. */
+static void check_memory_figures(const regal_stats *s, int op)
+{
+    cr_assert_leq(s->resident, s->mapped, "op %d: resident %zu over mapped %zu", op, s->resident,
+                  s->mapped);
+    cr_assert_leq(s->free_resident, s->resident - s->in_use,
+                  "op %d: free_resident %zu, resident %zu, in_use %zu", op, s->free_resident,
+                  s->resident, s->in_use);
+    cr_assert_leq(s->dirty, s->free_resident, "op %d: dirty %zu over free_resident %zu", op,
+                  s->dirty, s->free_resident);
+    cr_assert_leq(s->fragmentation, s->free_resident,
+                  "op %d: fragmentation %zu over free_resident %zu", op, s->fragmentation,
+                  s->free_resident);
+    cr_assert_leq(s->largest_free_run, s->resident + s->retained,
+                  "op %d: largest_free_run %zu beyond the address space %zu", op,
+                  s->largest_free_run, s->resident + s->retained);
+}
+
 static void check_figures(regal_arena *a, const expected *e, int op)
 {
     regal_stats s = stats_of(a);
@@ -33,8 +53,7 @@ static void check_figures(regal_arena *a, const expected *e, int op)
     cr_assert_eq(s.peak_in_use, e->peak, "op %d: peak_in_use %zu, highest in_use seen %zu", op,
                  s.peak_in_use, e->peak);
     cr_assert_geq(s.mapped, s.in_use, "op %d: mapped %zu below in_use %zu", op, s.mapped, s.in_use);
-    cr_assert_leq(s.largest_free_run, s.mapped, "op %d: largest_free_run %zu over mapped %zu", op,
-                  s.largest_free_run, s.mapped);
+    check_memory_figures(&s, op);
 }
 
 /* A seeded mix of alloc, calloc, aligned_alloc and free over small, medium
@@ -120,6 +139,11 @@ Test(stats, are_all_zero_for_a_new_arena)
     cr_assert_eq(s.blocks_in_use, 0);
     cr_assert_eq(s.alloc_count, 0);
     cr_assert_eq(s.free_count, 0);
+    cr_assert_eq(s.dirty, 0);
+    cr_assert_eq(s.purged, 0);
+    cr_assert_eq(s.resident, s.mapped, "nothing purged yet: resident is what is committed");
+    cr_assert_gt(s.retained, 0, "the arena's first chunk is mostly untouched address space");
+    check_memory_figures(&s, -1);
 
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
@@ -367,6 +391,8 @@ Test(stats, print_stats_writes_a_table)
     size_t len = 0;
     char *out = printed(a, regal_arena_print_stats, &len);
     cr_assert_gt(len, 0, "print_stats wrote nothing");
+    cr_assert_not_null(strstr(out, "memory: resident "), "table: \"%s\"", out);
+    cr_assert_not_null(strstr(out, "purge: delay "), "table: \"%s\"", out);
     free(out);
 
     regal_free(keep);
@@ -426,6 +452,42 @@ Test(stats, print_stats_json_writes_one_object_and_a_newline)
     cr_assert_eq(regal_arena_check(unnamed), 0);
     regal_arena_destroy(named);
     regal_arena_destroy(unnamed);
+}
+
+/* The value of "key": in a JSON text, as a number; fails the test when
+ * the key is missing. */
+static size_t json_number(const char *json, const char *key)
+{
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *at = strstr(json, pattern);
+    cr_assert_not_null(at, "no %s in \"%s\"", pattern, json);
+    return (size_t)strtoull(at + strlen(pattern), NULL, 10);
+}
+
+Test(stats, print_stats_json_has_the_memory_figures)
+{
+    void *keep;
+    regal_arena *a = arena_with_some_blocks("memory", &keep);
+    void *medium = regal_alloc(a, 300 * KiB);
+    cr_assert_not_null(medium);
+    memset(medium, 1, 300 * KiB);
+    regal_free(medium);
+
+    char *json = printed(a, regal_arena_print_stats_json, NULL);
+    regal_stats s = stats_of(a);
+    cr_assert_eq(json_number(json, "resident"), s.resident, "JSON: \"%s\"", json);
+    cr_assert_eq(json_number(json, "retained"), s.retained, "JSON: \"%s\"", json);
+    cr_assert_eq(json_number(json, "dirty"), s.dirty, "JSON: \"%s\"", json);
+    cr_assert_eq(json_number(json, "free_resident"), s.free_resident, "JSON: \"%s\"", json);
+    cr_assert_eq(json_number(json, "fragmentation"), s.fragmentation, "JSON: \"%s\"", json);
+    cr_assert_eq(json_number(json, "purged"), s.purged, "JSON: \"%s\"", json);
+    cr_assert_not_null(strstr(json, "\"purge\":{\"delay_ms\":"), "JSON: \"%s\"", json);
+    free(json);
+
+    regal_free(keep);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
 }
 
 Test(stats, printers_show_the_arena_name_copied_at_create)

@@ -7,6 +7,8 @@
 
 #include "arena.h"
 #include "helpers.h"
+#include "options.h"
+#include "purge.h"
 
 static regal_arena *a;
 
@@ -173,6 +175,7 @@ Test(heap, trim_gives_free_pages_back)
 {
     enum { N = 100 };
     void *b[N];
+    rg_purge_set(a, RG_PURGE_DELAY_OFF, RG_PURGE_CAP_OFF); /* whatever REGAL_OPTIONS says */
     for (int i = 0; i < N; i++) {
         b[i] = regal_alloc(a, 100 * KiB);
         memset(b[i], 1, 100 * KiB);

@@ -1,0 +1,247 @@
+/*
+ * regal_arena_trim through the public API: it gives back every whole free
+ * page, interior ones included, reports the bytes it released, and moves
+ * them from resident to retained; RSS from /proc/self/statm follows.
+ *
+ * Run with REGAL_OPTIONS=purge_delay=off,purge_cap=off (tests/meson.build):
+ * with the purge policy off, free memory stays until the trim, so what the
+ * trim releases is known.  test_api_purge.c tests the policy.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "regal.h"
+
+static size_t page_size(void)
+{
+    return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Whole OS pages inside a freed block p of usable bytes, 64 bytes at each
+ * end left for the allocator's own headers and footers: what a trim must
+ * give back of a block of the free-list heap whatever its neighbours do. */
+static size_t whole_pages_inside(const void *p, size_t usable)
+{
+    size_t page = page_size();
+    uintptr_t lo = ((uintptr_t)p + 64 + page - 1) / page * page;
+    uintptr_t hi = ((uintptr_t)p + usable - 64) / page * page;
+    return hi > lo ? (size_t)(hi - lo) : 0;
+}
+
+static void address_space_is_resident_plus_retained(regal_stats s, const char *when)
+{
+    cr_assert_leq(s.resident, s.mapped, "%s: resident %zu over mapped %zu", when, s.resident,
+                  s.mapped);
+    cr_assert_leq(s.dirty, s.free_resident, "%s: dirty %zu over free_resident %zu", when, s.dirty,
+                  s.free_resident);
+    cr_assert_leq(s.free_resident, s.resident, "%s", when);
+    cr_assert_leq(s.fragmentation, s.free_resident, "%s", when);
+}
+
+/* The test of the issue: small (16 B .. 8 KiB) and medium (8 KiB ..
+ * 256 KiB) blocks allocated in a random order and written whole, 90% of
+ * them freed at random, then one trim.  The medium blocks sit in the
+ * free-list heap, where every whole page inside a freed block can go back,
+ * so RSS must drop by at least those pages (less 1 MiB for the rest of the
+ * process).  Small blocks add only whole spans that emptied: not counted,
+ * because a span with one live slot keeps all its pages. */
+Test(trim, releases_the_whole_free_pages_of_a_fragmented_arena)
+{
+    enum { BLOCKS = 4000 };
+    static void *p[BLOCKS];
+    static size_t usable[BLOCKS];
+    static int medium[BLOCKS];
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    rng r = rng_seeded(90);
+
+    for (size_t i = 0; i < BLOCKS; i++) {
+        medium[i] = rng_range(&r, 0, 15) == 0;
+        size_t n = medium[i] ? rng_range(&r, 8 * KiB + 1, 256 * KiB) : rng_range(&r, 16, 8 * KiB);
+        p[i] = regal_alloc(a, n);
+        cr_assert_not_null(p[i], "block %zu of %zu bytes", i, n);
+        usable[i] = regal_usable_size(p[i]);
+        fill_pattern(p[i], usable[i], i);
+    }
+    size_t rss_full = process_rss();
+    cr_assert_gt(rss_full, 0, "no /proc/self/statm");
+
+    size_t expected = 0, freed = 0;
+    for (size_t i = 0; i < BLOCKS; i++) {
+        if (rng_range(&r, 0, 9) == 0)
+            continue;
+        if (medium[i])
+            expected += whole_pages_inside(p[i], usable[i]);
+        freed += usable[i];
+        regal_free(p[i]);
+        p[i] = NULL;
+    }
+    regal_stats before = stats_of(a);
+    cr_assert_eq(before.purged, 0, "the policy is off, yet %zu bytes were purged", before.purged);
+    cr_assert_geq(before.dirty, expected, "dirty %zu, but %zu bytes of whole pages were freed",
+                  before.dirty, expected);
+    address_space_is_resident_plus_retained(before, "before trim");
+
+    size_t released = regal_arena_trim(a);
+    size_t rss_trimmed = process_rss();
+    regal_stats after = stats_of(a);
+
+    cr_assert_geq(released, expected, "trim released %zu of the %zu bytes of whole free pages",
+                  released, expected);
+    cr_assert_eq(after.resident, before.resident - released,
+                 "resident %zu -> %zu, but trim says it released %zu", before.resident,
+                 after.resident, released);
+    cr_assert_eq(after.purged, released);
+    cr_assert_eq(after.dirty, 0, "%zu dirty bytes left after trim", after.dirty);
+    cr_assert_lt(after.free_resident, before.free_resident);
+    cr_assert_leq(after.fragmentation, before.fragmentation);
+    address_space_is_resident_plus_retained(after, "after trim");
+    cr_assert_geq(rss_full, rss_trimmed + expected - 1 * MiB,
+                  "RSS %zu KiB with every block, %zu KiB after freeing %zu KiB and trimming: "
+                  "less than the %zu KiB of whole free pages went back",
+                  rss_full / KiB, rss_trimmed / KiB, freed / KiB, expected / KiB);
+
+    cr_assert_eq(regal_arena_trim(a), 0, "a second trim found more to release");
+    for (size_t i = 0; i < BLOCKS; i++) {
+        if (p[i] == NULL)
+            continue;
+        cr_assert(pattern_intact(p[i], usable[i], i), "live block %zu changed across trim", i);
+        regal_free(p[i]);
+    }
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+/* Freed pages leave resident for retained, byte for byte, while every chunk
+ * keeps a live block (no chunk goes back to the OS). */
+Test(trim, moves_freed_pages_from_resident_to_retained)
+{
+    enum { N = 80 };
+    void *p[N];
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    for (size_t i = 0; i < N; i++) {
+        p[i] = regal_alloc(a, 100 * KiB);
+        cr_assert_not_null(p[i]);
+        memset(p[i], 0x5a, 100 * KiB);
+    }
+    for (size_t i = 0; i < N; i += 2)
+        regal_free(p[i]);
+    regal_stats before = stats_of(a);
+
+    size_t released = regal_arena_trim(a);
+    regal_stats after = stats_of(a);
+    cr_assert_geq(released, N / 2 * 92 * KiB, "each 100 KiB hole gives back its inner pages");
+    cr_assert_eq(after.resident, before.resident - released);
+    cr_assert_eq(after.retained, before.retained + released, "retained %zu -> %zu, released %zu",
+                 before.retained, after.retained, released);
+    cr_assert_lt(after.fragmentation, before.fragmentation);
+
+    for (size_t i = 1; i < N; i += 2)
+        regal_free(p[i]);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+/* Chunks left with no live block go back whole: the address space the arena
+ * keeps (resident + retained) shrinks, and so does RSS. */
+Test(trim, gives_back_chunks_left_empty)
+{
+    enum { N = 3000 };
+    static void *p[N];
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    for (size_t i = 0; i < N; i++) {
+        p[i] = regal_alloc(a, i % 2 ? 6000 : 60 * KiB); /* pages and heap chunks */
+        cr_assert_not_null(p[i]);
+        memset(p[i], 1, i % 2 ? 6000 : 60 * KiB);
+    }
+    regal_stats full = stats_of(a);
+    for (size_t i = 0; i < N; i++)
+        regal_free(p[i]);
+    size_t released = regal_arena_trim(a);
+    regal_stats after = stats_of(a);
+
+    cr_assert_geq(released, full.in_use, "trim released %zu of %zu freed bytes", released,
+                  full.in_use);
+    cr_assert_lt(after.resident + after.retained, (full.resident + full.retained) / 4,
+                 "the arena keeps %zu bytes of address space of %zu",
+                 after.resident + after.retained, full.resident + full.retained);
+    /* Left: the arena's own metadata (page descriptors, a heap chunk
+     * header), not one page of the size classes' spans. */
+    cr_assert_leq(after.resident, 128 * KiB, "resident %zu after everything was freed and trimmed",
+                  after.resident);
+
+    void *q = regal_alloc(a, 60 * KiB); /* the arena is still usable */
+    cr_assert_not_null(q);
+    memset(q, 2, 60 * KiB);
+    regal_free(q);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+/* Cached large mappings are free memory too: trim unmaps them. */
+Test(trim, unmaps_cached_large_blocks)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    void *big = regal_alloc(a, 5 * MiB);
+    cr_assert_not_null(big);
+    memset(big, 3, 5 * MiB);
+    regal_free(big);
+    regal_stats before = stats_of(a);
+    cr_assert_geq(before.dirty, 5 * MiB, "a freed large block is kept for reuse");
+
+    size_t released = regal_arena_trim(a);
+    regal_stats after = stats_of(a);
+    cr_assert_geq(released, 5 * MiB);
+    cr_assert_eq(after.dirty, 0);
+    cr_assert_leq(after.resident + after.retained + 5 * MiB, before.resident + before.retained,
+                  "the mapping left the address space");
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+Test(trim, reports_zero_when_nothing_is_free)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    cr_assert_eq(regal_arena_trim(a), 0, "a new arena has nothing to give back");
+    void *p = regal_alloc(a, 100);
+    void *q = regal_alloc(a, 100 * KiB);
+    cr_assert_not_null(p);
+    cr_assert_not_null(q);
+    regal_arena_trim(a); /* whatever the first allocations left free */
+    cr_assert_eq(regal_arena_trim(a), 0, "a second trim found more to release");
+    regal_free(p);
+    regal_free(q);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+/* After a reset every page is free; trim gives them back and the arena
+ * serves the same requests again. */
+Test(trim, after_reset_gives_back_everything)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 500; i++) {
+            void *p = regal_alloc(a, (size_t)(i % 50 + 1) * 1000);
+            cr_assert_not_null(p);
+            memset(p, round, (size_t)(i % 50 + 1) * 1000);
+        }
+        regal_stats used = stats_of(a);
+        regal_arena_reset(a);
+        size_t released = regal_arena_trim(a);
+        regal_stats after = stats_of(a);
+        cr_assert_geq(released, used.in_use, "round %d: released %zu of %zu", round, released,
+                      used.in_use);
+        cr_assert_eq(after.dirty, 0);
+        cr_assert_eq(regal_arena_check(a), 0);
+    }
+    regal_arena_destroy(a);
+}
