@@ -258,8 +258,8 @@ REGAL_API int regal_arena_check(regal_arena *a);
  * blocks release ("dirty" memory) for reuse, and gives it back with
  * madvise(MADV_DONTNEED), so that RSS drops, once it has waited
  * REGAL_OPTIONS purge_delay (default 1000 ms; 0 = at once; off = never) or
- * as soon as it passes purge_cap (default the larger of 8 MiB and 1/4 of
- * in_use; a large-block cache of up to 32 MiB comes on top).  The policy
+ * as soon as it passes purge_cap (default the larger of 64 MiB and 1/4 of
+ * in_use; a large-block cache of up to 64 MiB comes on top).  The policy
  * runs when the arena allocates or frees through its slow paths (new
  * pages, heap blocks of 64 KiB and up, large blocks), so an arena that is
  * not used at all keeps its dirty memory until trimmed. */

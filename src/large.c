@@ -25,8 +25,8 @@
 #include "purge.h"
 #include "vg.h"
 
-#define CACHE_COUNT 8
-#define CACHE_BYTES ((size_t)32 << 20)
+#define CACHE_COUNT 16
+#define CACHE_BYTES ((size_t)64 << 20)
 
 static struct rg_large *lg(struct rg_chunk *c)
 {
@@ -76,19 +76,30 @@ static void list_remove(struct rg_chunk **head, struct rg_chunk *c)
         c->next->prev = c->prev;
 }
 
-/* A cached mapping of at least need bytes and at most twice that. */
+/* The smallest cached mapping of at least need bytes.  Its head keeps its
+ * pages resident (no fault when the block is filled); a tail of
+ * TRIM_TAIL or more past need goes back to the OS rather than hold RSS. */
+#define TRIM_TAIL ((size_t)1 << 20)
+
 static struct rg_chunk *cache_take(struct regal_arena *a, size_t need)
 {
-    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next) {
-        if (c->map_size >= need && c->map_size / 2 <= need) {
-            list_remove(&a->large_cache, c);
-            a->large_cache_count--;
-            a->large_cache_bytes -= c->map_size;
-            rg_arena_dirty_sub(a, c->map_size);
-            return c;
-        }
+    struct rg_chunk *best = NULL;
+    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
+        if (c->map_size >= need && (best == NULL || c->map_size < best->map_size))
+            best = c;
+    if (best == NULL)
+        return NULL;
+    list_remove(&a->large_cache, best);
+    a->large_cache_count--;
+    a->large_cache_bytes -= best->map_size;
+    size_t tail = best->map_size - need;
+    if (tail >= TRIM_TAIL) {
+        rg_os_unmap((uint8_t *)best + need, tail);
+        rg_arena_purged(a, tail);
+        best->map_size = need;
     }
-    return NULL;
+    rg_arena_dirty_sub(a, best->map_size);
+    return best;
 }
 
 void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)

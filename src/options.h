@@ -24,7 +24,7 @@ struct rg_options {
 #define RG_PURGE_DELAY_OFF     UINT64_MAX
 #define RG_PURGE_CAP_OFF       SIZE_MAX
 #define RG_PURGE_CAP_AUTO      (SIZE_MAX - 1)
-#define RG_PURGE_CAP_MIN       ((size_t)8 << 20)
+#define RG_PURGE_CAP_MIN       ((size_t)64 << 20)
 
 /* Parses REGAL_OPTIONS the first time; cheap afterwards.  Never allocates. */
 void rg_options_init(void);

@@ -75,7 +75,7 @@ static void check_settings(const char *expected)
 Test(purge_now, settings_are_read_from_regal_options)
 {
     require(NOW);
-    check_settings("\"purge\":{\"delay_ms\":0,\"cap\":8388608}");
+    check_settings("\"purge\":{\"delay_ms\":0,\"cap\":67108864}");
 }
 
 /* Heap blocks of 64 KiB and more: each free leaves a run big enough for
