@@ -56,6 +56,18 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
     return c;
 }
 
+struct rg_chunk *rg_chunk_move_grow(struct rg_chunk *c, size_t map_size)
+{
+    struct rg_chunk *to = rg_os_move_grow(c, c->map_size, map_size, RG_CHUNK_SIZE,
+                                          (uintptr_t)1 << RG_ADDRESS_BITS); /* the map's reach */
+    if (to == NULL)
+        return NULL;
+    map_set(c, false);
+    to->map_size = map_size;
+    map_set(to, true);
+    return to;
+}
+
 void rg_chunk_unmap(struct rg_chunk *c)
 {
     map_set(c, false);

@@ -69,6 +69,10 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset);
 void rg_chunk_fork_prepare(void);
 void rg_chunk_fork_release(void);
 
+/* Moves a chunk from rg_chunk_map (a large block's) to a new aligned
+ * address, grown to map_size; its pages come along.  NULL (c unchanged)
+ * on failure. */
+struct rg_chunk *rg_chunk_move_grow(struct rg_chunk *c, size_t map_size);
 /* Unmaps a chunk from rg_chunk_map (or rg_chunk_alloc) for good. */
 void rg_chunk_unmap(struct rg_chunk *c);
 

@@ -10,7 +10,8 @@
  *     the arena's mapped bytes: the mapping less the pages between the
  *     header and the user pointer that an over-aligned block never touches.
  *  3. Cached mappings have no such gap.
- *  2. cache_count <= CACHE_COUNT and cache_bytes <= CACHE_BYTES.
+ *  2. cache_count <= CACHE_COUNT and cache_bytes <= cache_cap() when a
+ *     mapping enters the cache.
  *
  * Cached mappings are dirty memory (purge.c): the purge policy unmaps them
  * once they have waited purge_delay, as regal_arena_trim does at once.
@@ -25,8 +26,16 @@
 #include "purge.h"
 #include "vg.h"
 
-#define CACHE_COUNT 16
-#define CACHE_BYTES ((size_t)64 << 20)
+#define CACHE_COUNT     32
+#define CACHE_BYTES_MIN ((size_t)64 << 20)
+
+/* Freed mappings kept: up to a quarter of the bytes in use, at least
+ * CACHE_BYTES_MIN; the purge policy gives them back after its delay. */
+static size_t cache_cap(const struct regal_arena *a)
+{
+    size_t quarter = rg_arena_in_use(a) / 4;
+    return quarter > CACHE_BYTES_MIN ? quarter : CACHE_BYTES_MIN;
+}
 
 static struct rg_large *lg(struct rg_chunk *c)
 {
@@ -76,11 +85,9 @@ static void list_remove(struct rg_chunk **head, struct rg_chunk *c)
         c->next->prev = c->prev;
 }
 
-/* The smallest cached mapping of at least need bytes.  Its head keeps its
- * pages resident (no fault when the block is filled); a tail of
- * TRIM_TAIL or more past need goes back to the OS rather than hold RSS. */
-#define TRIM_TAIL ((size_t)1 << 20)
-
+/* The smallest cached mapping of at least need bytes.  Its pages stay
+ * resident (no fault when the block is filled); a tail past need as big as
+ * need or more goes back to the OS rather than hold RSS. */
 static struct rg_chunk *cache_take(struct regal_arena *a, size_t need)
 {
     struct rg_chunk *best = NULL;
@@ -93,13 +100,46 @@ static struct rg_chunk *cache_take(struct regal_arena *a, size_t need)
     a->large_cache_count--;
     a->large_cache_bytes -= best->map_size;
     size_t tail = best->map_size - need;
-    if (tail >= TRIM_TAIL) {
+    if (tail >= need) {
         rg_os_unmap((uint8_t *)best + need, tail);
         rg_arena_purged(a, tail);
         best->map_size = need;
     }
     rg_arena_dirty_sub(a, best->map_size);
     return best;
+}
+
+static void release(struct regal_arena *a, struct rg_chunk *c);
+
+/* When no cached mapping is big enough: the biggest one, moved to a new
+ * address and grown to need (mremap), so that its pages stay resident and
+ * only the growth faults in. */
+static struct rg_chunk *cache_grow(struct regal_arena *a, size_t need)
+{
+    struct rg_chunk *c = a->large_cache;
+    for (struct rg_chunk *x = c; x != NULL; x = x->next)
+        if (x->map_size > c->map_size)
+            c = x;
+    if (c == NULL)
+        return NULL;
+    list_remove(&a->large_cache, c); /* first: committing may purge the cache */
+    a->large_cache_count--;
+    a->large_cache_bytes -= c->map_size;
+    rg_arena_dirty_sub(a, c->map_size);
+    size_t old = c->map_size;
+    struct rg_chunk *to = NULL;
+    if (rg_arena_commit_bytes(a, need - old)) {
+        to = rg_chunk_move_grow(c, need);
+        if (to == NULL)
+            rg_arena_uncommit(a, need - old);
+    }
+    if (to == NULL) {
+        release(a, c);
+        return NULL;
+    }
+    rg_vg_noaccess(to, need);
+    rg_vg_defined(to, sizeof(struct rg_chunk));
+    return to;
 }
 
 void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
@@ -111,6 +151,8 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
     }
     size_t gap = untouched(user_offset(align));
     struct rg_chunk *c = gap == 0 ? cache_take(a, need) : NULL;
+    if (c == NULL && gap == 0)
+        c = cache_grow(a, need);
     if (c == NULL) {
         if (!rg_arena_commit_bytes(a, need - gap)) {
             errno = ENOMEM;
@@ -158,7 +200,7 @@ void rg_large_free(struct regal_arena *a, struct rg_chunk *c)
     list_remove(&a->large, c);
     lg(c)->live = 0;
     bool fits = a->large_cache_count < CACHE_COUNT &&
-                a->large_cache_bytes + c->map_size <= CACHE_BYTES &&
+                a->large_cache_bytes + c->map_size <= cache_cap(a) &&
                 rg_large_committed(c) == c->map_size;
     if (!fits) {
         release(a, c);

@@ -14,6 +14,11 @@ void rg_os_unmap(void *p, size_t size);
 void rg_os_decommit(void *p, size_t size);
 /* Grows a mapping in place; false if the address space after it is taken. */
 bool rg_os_grow(void *p, size_t old_size, size_t new_size);
+/* Moves a mapping of old_size bytes to a new address below limit, aligned
+ * to align, and grows it to new_size: its pages move with it (no copy, no
+ * fault), the rest reads as zero.  NULL (the old mapping unchanged) on
+ * failure. */
+void *rg_os_move_grow(void *p, size_t old_size, size_t new_size, size_t align, uintptr_t limit);
 size_t rg_os_page_size(void);
 /* Milliseconds of CLOCK_MONOTONIC_COARSE (the vDSO, no system call; a tick
  * of 1 to 10 ms): the purge policy's clock, read on slow paths only.
