@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "regal.h"
@@ -256,4 +258,60 @@ Test(theap, double_free_by_two_other_threads_is_reported_when_collected)
     cr_assert_eq(log.ptr, p);
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
+}
+
+/* ---- fork with another thread's state --------------------------------------- */
+
+typedef struct holder {
+    regal_arena *a;
+    void **blocks;
+    pthread_barrier_t *bar;
+} holder;
+
+static void *hold_job(void *arg)
+{
+    holder *h = arg;
+    h->blocks = alloc_all(h->a, BLOCKS, SIZE);
+    pthread_barrier_wait(h->bar); /* the blocks are made */
+    pthread_barrier_wait(h->bar); /* main has forked */
+    free_all(h->blocks, BLOCKS);
+    free(h->blocks);
+    return NULL;
+}
+
+/* The child has only the forking thread: the spans the other thread owned
+ * go to the arena, so its blocks can be freed there and the memory reused. */
+Test(theap, a_fork_child_takes_over_the_spans_of_threads_it_does_not_have)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    holder h = {.a = a, .bar = &bar};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, hold_job, &h), 0);
+    pthread_barrier_wait(&bar);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int bad = 0;
+        for (size_t i = 0; i < BLOCKS; i++)
+            bad |= first_byte_not(h.blocks[i], SIZE, (unsigned char)(i & 0xff)) != SIZE;
+        size_t mapped = stats_of(a).mapped;
+        free_all(h.blocks, BLOCKS); /* another thread's spans, in the child */
+        void **again = alloc_all(a, BLOCKS, SIZE);
+        bad |= stats_of(a).mapped != mapped; /* reused, not grown */
+        bad |= stats_of(a).blocks_in_use != BLOCKS;
+        free_all(again, BLOCKS);
+        bad |= regal_arena_check(a) != 0;
+        _exit(bad ? 1 : 0);
+    }
+    pthread_barrier_wait(&bar);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+    pthread_barrier_destroy(&bar);
 }
