@@ -311,10 +311,16 @@ static bool to_full(struct rg_pageq *q, struct rg_page *pg)
     return false;
 }
 
+/* A full span with a free slot again goes second in avail: the first span
+ * keeps serving until it runs out, and this one gathers more frees before
+ * its turn (else every free into a full span costs a slow allocation). */
 static void to_avail(struct rg_pageq *q, struct rg_page *pg)
 {
     list_remove(&q->full, pg);
-    list_push(&q->avail, pg);
+    if (q->avail == NULL)
+        list_push(&q->avail, pg);
+    else
+        list_push(&q->avail->next, pg), pg->prev = q->avail;
     __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
 }
 
