@@ -9,7 +9,7 @@
  * OPS times (default 16000) a random one of SLOTS slots (default 32) has its
  * block checked and freed and gets a new one of a size log-uniform in
  * [MIN, MAX] (default [256K, 8M]), which is filled with wl_fill: a byte on
- * every page.  The live set averages about 50 MiB.  The time covers the
+ * every page.  The live set averages about 75 MiB.  The time covers the
  * operations; --scale multiplies OPS.
  */
 #include <stdlib.h>

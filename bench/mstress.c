@@ -10,26 +10,39 @@
  * initially empty, and does OPS operations (default 1.2M): pick a random
  * slot; if it holds a block, check it and free it, or, one time in
  * TRANSFER_EVERY (default 8), swap it into a random cell of a shared
- * transfer array (1024 cells) instead, and check and free what was there,
- * which another thread usually allocated; then put a new block in the slot.
+ * transfer array (1024 cells, each with a mutex) instead, and check and
+ * free what was there, which another thread usually allocated; then put a
+ * new block in the slot.
  * A block lives until its slot is picked again (a geometric lifetime, mean
  * SLOTS operations) or, when transferred, until another thread picks its
  * cell.
  *
  * Sizes: 60% in [16, 256], 30% in (256, 8K], 8% in (8K, 64K], 2% in
- * (64K, 1M] bytes, log-uniform inside each range; about 8 KiB on average,
- * so the live set is about 40 MiB.  Blocks are self-describing (size and
- * tag inside) because they cross threads; each is checked before its free.
- * The time covers the threads; --scale multiplies OPS.
+ * (64K, 1M] bytes, log-uniform inside each range; about 14 KiB on average,
+ * so the live set is about 70 MiB.  Each block is checked before its free,
+ * against the size and tag its slot or cell recorded.  The time covers the
+ * threads; --scale multiplies OPS.
  */
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "workload.h"
 
 #define TRANSFER_CELLS 1024
 
-static _Atomic(void *) transfer[TRANSFER_CELLS];
+struct block {
+    void *p; /* NULL: empty */
+    size_t size;
+    uint64_t tag;
+};
+
+/* A cell of the transfer array: a block and the lock that makes the swap
+ * of all three fields atomic, so that the receiver knows which tag to
+ * expect and an allocator that hands out one block twice is caught. */
+static struct cell {
+    pthread_mutex_t lock;
+    struct block b;
+} transfer[TRANSFER_CELLS];
 
 struct worker {
     size_t slots, ops, transfer_every;
@@ -48,12 +61,23 @@ static size_t random_size(struct wl_rng *r)
     return wl_rng_log_size(r, (64 << 10) + 1, 1 << 20);
 }
 
-static void release(void *p, const char *when)
+static void release(struct block *b, const char *when)
 {
-    if (p != NULL) {
-        wl_check_tagged(p, when);
-        free(p);
+    if (b->p != NULL) {
+        wl_check(b->p, b->size, b->tag, when);
+        free(b->p);
+        b->p = NULL;
     }
+}
+
+/* Puts *b into a cell and takes out what was there. */
+static void swap_cell(struct cell *c, struct block *b)
+{
+    pthread_mutex_lock(&c->lock);
+    struct block old = c->b;
+    c->b = *b;
+    pthread_mutex_unlock(&c->lock);
+    *b = old;
 }
 
 static void *work(void *arg)
@@ -61,23 +85,24 @@ static void *work(void *arg)
     struct worker *w = arg;
     struct wl_rng rng;
     wl_rng_init(&rng, w->seed, w->id);
-    void **slot = wl_malloc(w->slots * sizeof *slot);
+    struct block *slot = wl_malloc(w->slots * sizeof *slot);
     for (size_t i = 0; i < w->slots; i++)
-        slot[i] = NULL;
+        slot[i] = (struct block){NULL, 0, 0};
     for (size_t i = 0; i < w->ops; i++) {
-        void **s = &slot[wl_rng_below(&rng, w->slots)];
-        if (*s != NULL && wl_rng_below(&rng, w->transfer_every) == 0) {
-            void *old = atomic_exchange(&transfer[wl_rng_below(&rng, TRANSFER_CELLS)], *s);
-            release(old, "after a transfer");
+        struct block *s = &slot[wl_rng_below(&rng, w->slots)];
+        if (s->p != NULL && wl_rng_below(&rng, w->transfer_every) == 0) {
+            swap_cell(&transfer[wl_rng_below(&rng, TRANSFER_CELLS)], s);
+            release(s, "after a transfer");
         } else {
-            release(*s, "before free");
+            release(s, "before free");
         }
-        size_t size = random_size(&rng);
-        *s = wl_malloc(size);
-        wl_fill_tagged(*s, size, w->id << 40 | i);
+        s->size = random_size(&rng);
+        s->tag = w->id << 40 | i;
+        s->p = wl_malloc(s->size);
+        wl_fill(s->p, s->size, s->tag);
     }
     for (size_t i = 0; i < w->slots; i++)
-        release(slot[i], "at the thread's end");
+        release(&slot[i], "at the thread's end");
     free(slot);
     return NULL;
 }
@@ -105,10 +130,13 @@ int main(int argc, char **argv)
                                      .seed = seed,
                                      .id = t + 1};
 
+    for (size_t i = 0; i < TRANSFER_CELLS; i++)
+        pthread_mutex_init(&transfer[i].lock, NULL);
+
     double t0 = wl_now();
     wl_run_threads(threads, work, workers, sizeof *workers);
     for (size_t i = 0; i < TRANSFER_CELLS; i++)
-        release(atomic_exchange(&transfer[i], NULL), "left in the transfer array");
+        release(&transfer[i].b, "left in the transfer array");
     double t1 = wl_now();
 
     free(workers);

@@ -213,17 +213,17 @@ static inline unsigned char pattern(uint64_t tag, size_t off)
     return (unsigned char)((x ^ (x >> 29)) >> 56);
 }
 
-/* Runs body with off set to each offset wl_fill writes, leaving out those
- * below `from`: [from, min(size, HEAD)), every multiple of STRIDE below
- * size, and size - 1 unless the first range holds it or it is below HEAD. */
-#define FOR_EACH_FILLED(size, from, off, body)                                                     \
+/* Runs body with off set to each offset wl_fill writes: [0, min(size,
+ * HEAD)), every multiple of STRIDE below size, and size - 1 unless the
+ * first range holds it. */
+#define FOR_EACH_FILLED(size, off, body)                                                           \
     do {                                                                                           \
         size_t head_ = (size) < HEAD ? (size) : HEAD;                                              \
-        for (size_t off = (from); off < head_; off++)                                              \
+        for (size_t off = 0; off < head_; off++)                                                   \
             body;                                                                                  \
         for (size_t off = STRIDE; off < (size); off += STRIDE)                                     \
             body;                                                                                  \
-        if ((size)-1 >= head_) {                                                                   \
+        if ((size) > head_) {                                                                      \
             size_t off = (size)-1;                                                                 \
             body;                                                                                  \
         }                                                                                          \
@@ -243,7 +243,7 @@ void wl_fill(void *p, size_t size, uint64_t tag)
     unsigned char *b = p;
     if (size == 0)
         return;
-    FOR_EACH_FILLED(size, 0, off, b[off] = pattern(tag, off));
+    FOR_EACH_FILLED(size, off, b[off] = pattern(tag, off));
 }
 
 void wl_check(const void *p, size_t size, uint64_t tag, const char *when)
@@ -251,38 +251,10 @@ void wl_check(const void *p, size_t size, uint64_t tag, const char *when)
     const unsigned char *b = p;
     if (size == 0)
         return;
-    FOR_EACH_FILLED(size, 0, off, {
+    FOR_EACH_FILLED(size, off, {
         if (b[off] != pattern(tag, off))
             wl_corrupted(p, size, off, pattern(tag, off), when);
     });
-}
-
-void wl_fill_tagged(void *p, size_t size, uint64_t tag)
-{
-    unsigned char *b = p;
-    uint64_t size64 = size;
-    memcpy(b, &tag, sizeof tag);
-    memcpy(b + 8, &size64, sizeof size64);
-    FOR_EACH_FILLED(size, HEAD, off, b[off] = pattern(tag, off));
-}
-
-size_t wl_check_tagged(const void *p, const char *when)
-{
-    const unsigned char *b = p;
-    uint64_t tag, size64;
-    memcpy(&tag, b, sizeof tag);
-    memcpy(&size64, b + 8, sizeof size64);
-    size_t size = (size_t)size64;
-    if (size < WL_TAGGED_MIN || size > ((size_t)1 << 40)) {
-        fprintf(stderr, "%s: block %p: stored size %zu is impossible %s\n",
-                program_invocation_short_name, p, size, when);
-        exit(3);
-    }
-    FOR_EACH_FILLED(size, HEAD, off, {
-        if (b[off] != pattern(tag, off))
-            wl_corrupted(p, size, off, pattern(tag, off), when);
-    });
-    return size;
 }
 
 /* ---- Threads --------------------------------------------------------------------- */

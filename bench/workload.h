@@ -101,13 +101,6 @@ void wl_check(const void *p, size_t size, uint64_t tag, const char *when);
 _Noreturn void wl_corrupted(const void *p, size_t size, size_t off, unsigned char want,
                             const char *when);
 
-/* Self-describing blocks for workloads that hand blocks between threads:
- * size >= 16; the tag and the size are stored in the first 16 bytes, the
- * rest is as wl_fill.  wl_check_tagged returns the size it found. */
-#define WL_TAGGED_MIN 16
-void wl_fill_tagged(void *p, size_t size, uint64_t tag);
-size_t wl_check_tagged(const void *p, const char *when);
-
 /* ---- Threads --------------------------------------------------------------------- */
 
 /* Runs fn(args + i * arg_size) for i in [0, n) on n threads and joins them;
