@@ -25,6 +25,11 @@
  * at the end (the floor for the final RSS) and the peak RSS (VmHWM).
  * Every block is checked before its free.  --scale multiplies TOTAL and
  * STEADY_OPS.
+ *
+ * Built a second time as frag_handles (-DFRAG_HANDLES, linked with regal):
+ * the same blocks are relocatable blocks of one regal arena
+ * (regal_handle_alloc), and in place of --trim the end runs
+ * regal_arena_compact and regal_arena_trim on it.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -33,8 +38,53 @@
 
 #include "workload.h"
 
+/* A block is reached through a ref: its address, or a regal handle. */
+#ifdef FRAG_HANDLES
+#include "regal.h"
+
+typedef regal_handle ref;
+static regal_arena *arena;
+
+static ref block_new(size_t size)
+{
+    if (arena == NULL && (arena = regal_arena_create(NULL)) == NULL)
+        abort();
+    ref r = regal_handle_alloc(arena, size);
+    if (r == 0)
+        abort();
+    return r;
+}
+
+static void *block_at(ref r)
+{
+    return regal_handle_ptr(arena, r);
+}
+
+static void block_drop(ref r)
+{
+    regal_handle_free(arena, r);
+}
+#else
+typedef void *ref;
+
+static ref block_new(size_t size)
+{
+    return wl_malloc(size);
+}
+
+static void *block_at(ref r)
+{
+    return r;
+}
+
+static void block_drop(ref r)
+{
+    free(r);
+}
+#endif
+
 struct block {
-    void *p;
+    ref p;
     size_t size;
     uint64_t tag;
 };
@@ -49,27 +99,32 @@ static void allocate(struct block *b, struct wl_rng *r, uint64_t tag)
 {
     b->size = random_size(r);
     b->tag = tag;
-    b->p = wl_malloc(b->size);
-    wl_fill(b->p, b->size, b->tag);
+    b->p = block_new(b->size);
+    wl_fill(block_at(b->p), b->size, b->tag);
 }
 
 static void release(struct block *b, const char *when)
 {
-    wl_check(b->p, b->size, b->tag, when);
-    free(b->p);
-    b->p = NULL;
+    wl_check(block_at(b->p), b->size, b->tag, when);
+    block_drop(b->p);
+    b->p = 0;
 }
 
 /* malloc_trim of whatever allocator answers to the name; 0 if none.  The
- * memcpy is POSIX's way from dlsym's void * to a function pointer. */
+ * memcpy is POSIX's way from dlsym's void * to a function pointer.  For
+ * handles: compaction, then a trim of the arena. */
 static int trim(void)
 {
+#ifdef FRAG_HANDLES
+    return regal_arena_compact(arena) + regal_arena_trim(arena) > 0;
+#else
     int (*fn)(size_t);
     void *sym = dlsym(RTLD_DEFAULT, "malloc_trim");
     if (sym == NULL)
         return 0;
     memcpy(&fn, &sym, sizeof fn);
     return fn(0);
+#endif
 }
 
 int main(int argc, char **argv)
