@@ -289,6 +289,9 @@ static RG_COLD void free_slow(void *p)
 
 size_t regal_usable_size(const void *p)
 {
+    struct rg_page *pg = rg_class_block(p); /* no lock for small blocks */
+    if (RG_LIKELY(pg != NULL))
+        return pg->slot_size;
     if (p == NULL)
         return 0;
     if (rg_owner_tracked(p))
@@ -347,10 +350,25 @@ static void *realloc_move(regal_arena *a, regal_arena *from, struct rg_ref *ref,
     return n;
 }
 
+/* A small block of a that keeps its size class: no lock, no move (h is
+ * the caller's theap of a; the slot's span does not change while it is
+ * live). */
+static bool resize_small_fast(regal_arena *a, struct rg_theap *h, void *p, size_t size)
+{
+    struct rg_page *pg = rg_class_block(p);
+    if (pg == NULL || rg_chunk_of(p)->arena != a || rg_class_size[rg_size_class(size)] != pg->slot_size)
+        return false;
+    rg_counters_resize(&h->st, pg->slot_size, pg->slot_size, size);
+    return true;
+}
+
 void *regal_realloc(regal_arena *a, void *p, size_t size)
 {
     if (p == NULL)
         return regal_alloc(a, size);
+    struct rg_theap *h = size <= RG_SMALL_MAX ? rg_theap_of(a) : NULL;
+    if (h != NULL && resize_small_fast(a, h, p, size))
+        return p;
     if (!arena_is_usable(a) || !size_is_sane(size))
         return NULL;
     if (rg_arena_tracked(a) || rg_owner_tracked(p))

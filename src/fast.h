@@ -70,4 +70,16 @@ RG_INLINE bool rg_free_fast(void *p)
     return true;
 }
 
+/* The span of p if p is a live class slot of an untracked arena (any
+ * thread may ask: the span of a live slot does not change), else NULL. */
+RG_INLINE struct rg_page *rg_class_block(const void *p)
+{
+    struct rg_chunk *c = rg_chunk_of(p);
+    if (RG_UNLIKELY(p == NULL || !rg_chunk_is_mapped(p) || c->magic != RG_CHUNK_MAGIC ||
+                    c->kind != RG_CHUNK_PAGES || rg_arena_tracked(c->arena)))
+        return NULL;
+    uint32_t s;
+    return rg_page_slot(c, (void *)p, RG_PAGE_CLASS, &s);
+}
+
 #endif

@@ -346,6 +346,13 @@ static struct rg_page *queue_refill(struct rg_pageq *q)
     while ((pg = q->avail) != NULL) {
         if (pg->free != NULL || rg_page_collect(pg) > 0)
             return pg;
+        struct rg_page *next = pg->next;
+        if (next != NULL && next->free != NULL) { /* freed slots before fresh ones */
+            list_remove(&q->avail, pg);
+            list_push(&next->next, pg);
+            pg->prev = next;
+            continue;
+        }
         if (pg->carved < pg->capacity) {
             page_carve(pg);
             return pg;

@@ -39,13 +39,18 @@ RG_INLINE void rg_stats_free(regal_arena *a, size_t usable)
 }
 
 /* A block resized in place from old to new usable bytes. */
-RG_INLINE void rg_stats_resize(regal_arena *a, size_t old_usable, size_t new_usable,
-                               size_t requested)
+RG_INLINE void rg_counters_resize(struct rg_counters *s, size_t old_usable, size_t new_usable,
+                                  size_t requested)
 {
-    struct rg_counters *s = rg_counters_of(a);
     rg_counters_free(s, 0, old_usable);
     rg_counters_alloc(s, new_usable, requested);
     s->alloc_count--; /* the same block */
+}
+
+RG_INLINE void rg_stats_resize(regal_arena *a, size_t old_usable, size_t new_usable,
+                               size_t requested)
+{
+    rg_counters_resize(rg_counters_of(a), old_usable, new_usable, requested);
 }
 
 #endif
