@@ -193,8 +193,7 @@ static void free_owned_slow(struct rg_theap *h, struct rg_page *pg, void *p, uin
 
 /* A live class slot whose span the caller's theap does not own (or the
  * caller has no theap for a yet): the owner's xfree list. */
-static RG_NOINLINE void free_other(regal_arena *a, struct rg_theap *h, struct rg_page *pg,
-                                   void *p)
+static RG_NOINLINE void free_other(regal_arena *a, struct rg_theap *h, struct rg_page *pg, void *p)
 {
     if (h == NULL)
         h = rg_theap_bind(a);
@@ -216,8 +215,7 @@ static RG_NOINLINE void free_other(regal_arena *a, struct rg_theap *h, struct rg
 /* A live slot of a span the caller's theap owns, with slots that other
  * threads freed waiting: collected first, so that p among them is caught
  * as a double free (by the slow path). */
-static RG_NOINLINE void free_owned_slow(struct rg_theap *h, struct rg_page *pg, void *p,
-                                        uint32_t s)
+static RG_NOINLINE void free_owned_slow(struct rg_theap *h, struct rg_page *pg, void *p, uint32_t s)
 {
     rg_page_absorb(pg);
     if (!rg_bit_test(pg->live, s)) {
@@ -356,7 +354,8 @@ static void *realloc_move(regal_arena *a, regal_arena *from, struct rg_ref *ref,
 static bool resize_small_fast(regal_arena *a, struct rg_theap *h, void *p, size_t size)
 {
     struct rg_page *pg = rg_class_block(p);
-    if (pg == NULL || rg_chunk_of(p)->arena != a || rg_class_size[rg_size_class(size)] != pg->slot_size)
+    if (pg == NULL || rg_chunk_of(p)->arena != a ||
+        rg_class_size[rg_size_class(size)] != pg->slot_size)
         return false;
     rg_counters_resize(&h->st, pg->slot_size, pg->slot_size, size);
     return true;
