@@ -230,7 +230,7 @@ static RG_NOINLINE void free_owned_slow(struct rg_theap *h, struct rg_page *pg, 
  * remote frees waiting, or the caller has no theap for its arena yet. */
 static RG_NOINLINE void free_class_slow(regal_arena *a, struct rg_page *pg, void *p, uint32_t s)
 {
-    struct rg_theap *h = a->flags & REGAL_ARENA_SINGLE_THREAD ? &a->own : rg_theap_of(a);
+    struct rg_theap *h = rg_theap_of(a);
     if (h != NULL && __atomic_load_n(&pg->owner, __ATOMIC_RELAXED) == h)
         free_owned_slow(h, pg, p, s);
     else
@@ -240,13 +240,9 @@ static RG_NOINLINE void free_class_slow(regal_arena *a, struct rg_page *pg, void
 /* The fast path is fast.h's; every other case starts here. */
 static RG_NOINLINE void free_rest(void *p)
 {
-    struct rg_chunk *c = rg_chunk_of(p);
-    uint32_t s;
-    struct rg_page *pg;
-    if (p != NULL && rg_chunk_is_mapped(p) && c->magic == RG_CHUNK_MAGIC &&
-        c->kind == RG_CHUNK_PAGES && !rg_arena_tracked(c->arena) &&
-        (pg = rg_page_slot(c, p, RG_PAGE_CLASS, &s)) != NULL)
-        free_class_slow(c->arena, pg, p, s);
+    struct rg_page *pg = rg_class_block(p);
+    if (pg != NULL)
+        free_class_slow(rg_chunk_of(p)->arena, pg, p, rg_slot_index(pg, p));
     else
         free_slow(p);
 }
