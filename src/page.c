@@ -110,6 +110,35 @@ static void list_remove(struct rg_page **head, struct rg_page *pg)
     pg->next = pg->prev = NULL;
 }
 
+/* The avail list keeps its tail: spans that get a free slot again join at
+ * the end (avail_push_back) and gather frees while the spans before them
+ * serve, so that the queue's slow path runs once per many frees. */
+static void avail_push_front(struct rg_pageq *q, struct rg_page *pg)
+{
+    list_push(&q->avail, pg);
+    if (pg->next == NULL)
+        q->avail_tail = pg;
+}
+
+static void avail_push_back(struct rg_pageq *q, struct rg_page *pg)
+{
+    if (q->avail == NULL) {
+        avail_push_front(q, pg);
+        return;
+    }
+    pg->next = NULL;
+    pg->prev = q->avail_tail;
+    q->avail_tail->next = pg;
+    q->avail_tail = pg;
+}
+
+static void avail_remove(struct rg_pageq *q, struct rg_page *pg)
+{
+    if (q->avail_tail == pg)
+        q->avail_tail = pg->prev;
+    list_remove(&q->avail, pg);
+}
+
 static void span_mark(struct rg_chunk *c, unsigned first, unsigned n, enum rg_page_state state)
 {
     struct rg_page *head = rg_page_desc(c, first);
@@ -306,7 +335,7 @@ static bool to_full(struct rg_pageq *q, struct rg_page *pg)
         __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
         return true;
     }
-    list_remove(&q->avail, pg);
+    avail_remove(q, pg);
     list_push(&q->full, pg);
     return false;
 }
@@ -317,10 +346,7 @@ static bool to_full(struct rg_pageq *q, struct rg_page *pg)
 static void to_avail(struct rg_pageq *q, struct rg_page *pg)
 {
     list_remove(&q->full, pg);
-    if (q->avail == NULL)
-        list_push(&q->avail, pg);
-    else
-        list_push(&q->avail->next, pg), pg->prev = q->avail;
+    avail_push_back(q, pg);
     __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
 }
 
@@ -348,9 +374,8 @@ static struct rg_page *queue_refill(struct rg_pageq *q)
             return pg;
         struct rg_page *next = pg->next;
         if (next != NULL && next->free != NULL) { /* freed slots before fresh ones */
-            list_remove(&q->avail, pg);
-            list_push(&next->next, pg);
-            pg->prev = next;
+            avail_remove(q, pg);
+            avail_push_back(q, pg);
             continue;
         }
         if (pg->carved < pg->capacity) {
@@ -369,7 +394,7 @@ static void span_adopt(struct rg_pageq *q, struct rg_page *pg)
     __atomic_store_n(&pg->queue, q, __ATOMIC_RELAXED);
     __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELAXED);
     __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
-    list_push(&q->avail, pg);
+    avail_push_front(q, pg);
 }
 
 /* A span of the arena's own queue of q's class with a free slot, moved to
@@ -380,7 +405,7 @@ static struct rg_page *adopt(struct regal_arena *a, struct rg_pageq *q)
     struct rg_page *pg = queue_refill(from);
     if (pg == NULL)
         return NULL;
-    list_remove(&from->avail, pg);
+    avail_remove(from, pg);
     span_adopt(q, pg);
     return pg;
 }
@@ -392,7 +417,7 @@ static struct rg_page *span_new(struct regal_arena *a, struct rg_pageq *q)
         return NULL;
     page_init(q, pg, rg_chunk_of(pg));
     page_carve(pg);
-    list_push(&q->avail, pg);
+    avail_push_front(q, pg);
     return pg;
 }
 
@@ -457,7 +482,7 @@ void rg_page_free_slow(struct rg_page *pg)
         bool locked = thread_queue(c->arena, q);
         if (locked)
             rg_arena_lock(c->arena);
-        list_remove(&q->avail, pg);
+        avail_remove(q, pg);
         span_give_back(c, pg);
         if (locked)
             rg_arena_unlock(c->arena);
@@ -491,7 +516,7 @@ void rg_pageq_abandon(struct rg_pageq *q, struct rg_pageq *to)
             }
         }
     }
-    q->avail = q->full = NULL;
+    q->avail = q->full = q->avail_tail = NULL;
 }
 
 static void release_list(struct rg_page *pg)
@@ -508,7 +533,7 @@ void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q)
     (void)a;
     release_list(q->avail);
     release_list(q->full);
-    q->avail = q->full = NULL;
+    q->avail = q->full = q->avail_tail = NULL;
 }
 
 void rg_pageq_trim(struct rg_pageq *q)
@@ -526,7 +551,7 @@ void rg_pageq_trim(struct rg_pageq *q)
     for (struct rg_page *pg = q->avail; pg != NULL; pg = next) {
         next = pg->next;
         if (pg->used == 0) {
-            list_remove(&q->avail, pg);
+            avail_remove(q, pg);
             span_give_back(rg_chunk_of(pg), pg);
         }
     }

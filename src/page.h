@@ -58,6 +58,7 @@ struct rg_page {
 struct rg_pageq {
     struct rg_page *avail;  /* spans with free or uncarved slots; the first one serves */
     struct rg_page *full;   /* spans with every slot live */
+    struct rg_page *avail_tail; /* last span of avail */
     struct rg_theap *owner; /* class queues: the thread heap (theap.h); else NULL */
     uint32_t slot_size;
     uint8_t kind;       /* enum rg_page_kind of its spans */
