@@ -32,10 +32,14 @@ bool rg_check_fail(const void *where, const char *fmt, ...)
 
 static bool queue_is_valid(struct rg_pageq *q)
 {
-    for (struct rg_page *pg = q->avail; pg != NULL; pg = pg->next)
+    struct rg_page *last = NULL;
+    for (struct rg_page *pg = q->avail; pg != NULL; last = pg, pg = pg->next)
         if (pg->queue != q || pg->in_full)
             return rg_check_fail(pg, "span %p on the wrong avail list (page.c invariant 4)",
                                  (void *)pg);
+    if (last != q->avail_tail)
+        return rg_check_fail(q, "page queue %p: tail %p, last avail span %p (page.c invariant 4)",
+                             (void *)q, (void *)q->avail_tail, (void *)last);
     for (struct rg_page *pg = q->full; pg != NULL; pg = pg->next)
         if (pg->queue != q || !pg->in_full)
             return rg_check_fail(pg, "span %p on the wrong full list (page.c invariant 4)",
