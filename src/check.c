@@ -3,8 +3,8 @@
  * the invariants stated at the top of page.c, heap.c, large.c and arena.c,
  * reporting the first violation (with the invariant's number) through
  * src/error.c.  Spans other threads' theaps own are checked for structure
- * only (their slots change with no lock).  The report is made with the arena locked: a handler must not
- * call back into the arena being checked.
+ * only (their slots change with no lock).  The report is made with the
+ * arena locked: a handler must not call back into the arena being checked.
  */
 #include "check.h"
 
