@@ -56,10 +56,10 @@ struct rg_page {
 /* The pages of one slot size: a size class of an arena, a pool, or the
  * arena's internal objects. */
 struct rg_pageq {
-    struct rg_page *avail;  /* spans with free or uncarved slots; the first one serves */
-    struct rg_page *full;   /* spans with every slot live */
+    struct rg_page *avail;      /* spans with free or uncarved slots; the first one serves */
+    struct rg_page *full;       /* spans with every slot live */
     struct rg_page *avail_tail; /* last span of avail */
-    struct rg_theap *owner; /* class queues: the thread heap (theap.h); else NULL */
+    struct rg_theap *owner;     /* class queues: the thread heap (theap.h); else NULL */
     uint32_t slot_size;
     uint8_t kind;       /* enum rg_page_kind of its spans */
     uint8_t span_pages; /* pages per span */
@@ -84,7 +84,8 @@ RG_INLINE struct rg_page *rg_page_desc(struct rg_chunk *c, unsigned i)
 /* Bytes of page 0 that metadata uses. */
 #define RG_PAGES_META (RG_DESC_OFFSET + RG_PAGES_PER_CHUNK * sizeof(struct rg_page))
 static_assert(RG_PAGES_META <= RG_PAGE_SIZE, "page descriptors fit in page 0");
-static_assert(RG_PAGE_SIZE / 16 <= RG_PAGE_MAX_SLOTS, "a page of the smallest class fits the bitmap");
+static_assert(RG_PAGE_SIZE / 16 <= RG_PAGE_MAX_SLOTS,
+              "a page of the smallest class fits the bitmap");
 
 /* ---- size classes ---- */
 
