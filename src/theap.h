@@ -50,8 +50,8 @@ struct rg_theap {
     struct rg_theap *next;     /* the arena's theaps (arena lock) */
     struct rg_theap *prev;
     struct rg_theap *next_of_thread; /* the thread's theaps, or the free list */
-    struct rg_tl *thread; /* the owning thread's record; for arena->own NULL, or
-                             RG_ANY_THREAD in an untracked single-thread arena */
+    struct rg_tl *thread;            /* the owning thread's record; for arena->own NULL, or
+                                        RG_ANY_THREAD in an untracked single-thread arena */
 };
 
 /* Per-thread record: a direct-mapped cache from arena to theap (an entry
