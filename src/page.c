@@ -9,8 +9,8 @@
  *  3. Every slot on the free list is inside the span, at a slot boundary,
  *     with its live bit clear.
  *  4. A span is on its queue's full list <=> in_full, and then free == NULL
- *     and carved == capacity.  avail_tail is the last span of avail.  (The first avail span may be
- * full too, until the next allocation moves it.)
+ *     and carved == capacity.  (The first avail span may be full too, until
+ *     the next allocation moves it.)  avail_tail is the last avail span.
  *  5. Free spans of a chunk have state FREE and are on its free_spans list;
  *     pages at or above top are free and never read.
  *  6. A span's owner is its queue's owner; slots on its xfree list are
