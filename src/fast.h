@@ -11,21 +11,42 @@
 #include "arena.h"
 #include "stats.h"
 
-/* A small block from the first span of its class queue in theap h (NULL:
- * none), or NULL. */
-RG_INLINE void *rg_alloc_from(struct rg_theap *h, size_t size)
+/* The span of p if p (any pointer) is a live slot of a span of kind in an
+ * untracked arena, *slot its index; else NULL.  Any thread may ask: the
+ * span of a live slot does not change.  A tracked arena's page descriptors
+ * are NOACCESS under memcheck: not read. */
+RG_INLINE struct rg_page *rg_live_slot(const void *p, enum rg_page_kind kind, uint32_t *slot)
 {
-    if (RG_UNLIKELY(h == NULL || size > RG_SMALL_MAX))
+    struct rg_chunk *c = rg_chunk_of(p);
+    if (RG_UNLIKELY(p == NULL || (RG_CHECKS && !rg_chunk_is_mapped(p)) ||
+                    c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_PAGES ||
+                    rg_arena_tracked(c->arena)))
         return NULL;
-    struct rg_page *pg = h->classes[rg_size_class_small(size)].avail;
+    return rg_page_slot(c, (void *)p, kind, slot);
+}
+
+/* A slot from the first span of q (owned by the caller), counted in s as
+ * a request of requested bytes; NULL when that span has none ready (or a
+ * bad link, which the slow path reports). */
+RG_INLINE void *rg_pageq_pop_fast(struct rg_pageq *q, struct rg_counters *s, size_t requested)
+{
+    struct rg_page *pg = q->avail;
     void *p = pg != NULL ? pg->free : NULL;
     if (RG_UNLIKELY(p == NULL))
         return NULL;
     void *next = rg_link_get(p);
-    if (RG_UNLIKELY(!rg_link_ok(pg, next))) /* the slow path reports it */
+    if (RG_UNLIKELY(!rg_link_ok(pg, next)))
         return NULL;
-    rg_counters_alloc(&h->st, pg->slot_size, size);
+    rg_counters_alloc(s, pg->slot_size, requested);
     return rg_page_take(pg, p, next);
+}
+
+/* A small block from theap h (NULL: none), or NULL. */
+RG_INLINE void *rg_alloc_from(struct rg_theap *h, size_t size)
+{
+    if (RG_UNLIKELY(h == NULL || size > RG_SMALL_MAX))
+        return NULL;
+    return rg_pageq_pop_fast(&h->classes[rg_size_class_small(size)], &h->st, size);
 }
 
 /* A small block of arena a (any pointer: a theap is found only for a live,
@@ -51,13 +72,8 @@ RG_INLINE void *rg_alloc_fast_default(size_t size)
  * nothing.  Blocks of tracked arenas never pass. */
 RG_INLINE bool rg_free_fast(void *p)
 {
-    struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_UNLIKELY(p == NULL || (RG_CHECKS && !rg_chunk_is_mapped(p)) ||
-                    c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_PAGES ||
-                    rg_arena_tracked(c->arena)))
-        return false; /* a tracked arena's page descriptors are NOACCESS under memcheck */
     uint32_t s;
-    struct rg_page *pg = rg_page_slot(c, p, RG_PAGE_CLASS, &s);
+    struct rg_page *pg = rg_live_slot(p, RG_PAGE_CLASS, &s);
     if (RG_UNLIKELY(pg == NULL))
         return false;
     struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_RELAXED);
@@ -70,16 +86,12 @@ RG_INLINE bool rg_free_fast(void *p)
     return true;
 }
 
-/* The span of p if p is a live class slot of an untracked arena (any
- * thread may ask: the span of a live slot does not change), else NULL. */
+/* The span of p if p is a live class slot of an untracked arena, else
+ * NULL. */
 RG_INLINE struct rg_page *rg_class_block(const void *p)
 {
-    struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_UNLIKELY(p == NULL || !rg_chunk_is_mapped(p) || c->magic != RG_CHUNK_MAGIC ||
-                    c->kind != RG_CHUNK_PAGES || rg_arena_tracked(c->arena)))
-        return NULL;
     uint32_t s;
-    return rg_page_slot(c, (void *)p, RG_PAGE_CLASS, &s);
+    return rg_live_slot(p, RG_PAGE_CLASS, &s);
 }
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "error.h"
+#include "fast.h"
 #include "stats.h"
 #include "track.h"
 
@@ -101,15 +102,7 @@ RG_INLINE regal_arena *fast_arena(regal_pool *p)
 RG_INLINE void *pool_alloc_fast(regal_pool *p)
 {
     regal_arena *a = fast_arena(p);
-    struct rg_page *pg = a != NULL ? p->q.avail : NULL;
-    void *obj = pg != NULL ? pg->free : NULL;
-    if (RG_UNLIKELY(obj == NULL))
-        return NULL;
-    void *next = rg_link_get(obj);
-    if (RG_UNLIKELY(!rg_link_ok(pg, next))) /* the slow path reports it */
-        return NULL;
-    rg_counters_alloc(&a->own.st, pg->slot_size, p->object_size);
-    return rg_page_take(pg, obj, next);
+    return a != NULL ? rg_pageq_pop_fast(&p->q, &a->own.st, p->object_size) : NULL;
 }
 
 /* Frees obj if it is a live object of pool p; false if it did nothing (the
@@ -117,12 +110,8 @@ RG_INLINE void *pool_alloc_fast(regal_pool *p)
 RG_INLINE bool pool_free_fast(regal_pool *p, void *obj)
 {
     regal_arena *a = fast_arena(p);
-    struct rg_chunk *c = rg_chunk_of(obj);
-    if (RG_UNLIKELY(a == NULL || obj == NULL || !rg_chunk_is_mapped(obj) ||
-                    c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_PAGES))
-        return false;
     uint32_t s;
-    struct rg_page *pg = rg_page_slot(c, obj, RG_PAGE_POOL, &s);
+    struct rg_page *pg = a != NULL ? rg_live_slot(obj, RG_PAGE_POOL, &s) : NULL;
     if (RG_UNLIKELY(pg == NULL || pg->queue != &p->q))
         return false;
     rg_counters_free(&a->own.st, 1, pg->slot_size);
