@@ -8,6 +8,7 @@
 #ifndef REGAL_TESTS_HELPERS_H
 #define REGAL_TESTS_HELPERS_H
 
+#include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +192,30 @@ static inline size_t process_rss(void)
         resident = 0;
     fclose(f);
     return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Whole OS pages inside a freed block p of usable bytes, 64 bytes at each
+ * end left for the allocator's own headers and footers: what a trim or a
+ * purge must give back of a block of the free-list heap whatever its
+ * neighbours do. */
+static inline size_t whole_pages_inside(const void *p, size_t usable)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + 64 + page - 1) / page * page;
+    uintptr_t hi = ((uintptr_t)p + usable - 64) / page * page;
+    return hi > lo ? (size_t)(hi - lo) : 0;
+}
+
+/* Frees the blocks of p[0..n) left (NULL: already freed), each checked
+ * against the pattern fill_pattern(p[i], usable[i], i) wrote. */
+static inline void free_intact(void **p, const size_t *usable, size_t n, const char *when)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == NULL)
+            continue;
+        cr_assert(pattern_intact(p[i], usable[i], i), "live block %zu changed %s", i, when);
+        regal_free(p[i]);
+    }
 }
 
 /* The whole content of a stream (rewound first), NUL-terminated, in a

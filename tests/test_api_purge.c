@@ -30,21 +30,6 @@ static void require(const char *options)
         cr_skip_test("needs REGAL_OPTIONS=%s", options);
 }
 
-static size_t page_size(void)
-{
-    return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* Whole OS pages inside a freed heap block, 64 bytes at each end left for
- * the allocator's headers (as in test_api_trim.c). */
-static size_t whole_pages_inside(const void *p, size_t usable)
-{
-    size_t page = page_size();
-    uintptr_t lo = ((uintptr_t)p + 64 + page - 1) / page * page;
-    uintptr_t hi = ((uintptr_t)p + usable - 64) / page * page;
-    return hi > lo ? (size_t)(hi - lo) : 0;
-}
-
 /* The arena's statistics as JSON (malloc()ed). */
 static char *json_of(regal_arena *a)
 {
@@ -113,12 +98,7 @@ Test(purge_now, freed_heap_pages_leave_rss_without_trim)
                   rss_full / KiB, rss_freed / KiB, expected / KiB);
     cr_assert_eq(regal_arena_trim(a), 0, "nothing is left for trim");
 
-    for (size_t i = 0; i < N; i++) {
-        if (p[i] == NULL)
-            continue;
-        cr_assert(pattern_intact(p[i], usable[i], i), "live block %zu changed", i);
-        regal_free(p[i]);
-    }
+    free_intact(p, usable, N, "while the policy purged");
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
 }

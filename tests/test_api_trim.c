@@ -15,22 +15,6 @@
 #include "helpers.h"
 #include "regal.h"
 
-static size_t page_size(void)
-{
-    return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* Whole OS pages inside a freed block p of usable bytes, 64 bytes at each
- * end left for the allocator's own headers and footers: what a trim must
- * give back of a block of the free-list heap whatever its neighbours do. */
-static size_t whole_pages_inside(const void *p, size_t usable)
-{
-    size_t page = page_size();
-    uintptr_t lo = ((uintptr_t)p + 64 + page - 1) / page * page;
-    uintptr_t hi = ((uintptr_t)p + usable - 64) / page * page;
-    return hi > lo ? (size_t)(hi - lo) : 0;
-}
-
 static void address_space_is_resident_plus_retained(regal_stats s, const char *when)
 {
     cr_assert_leq(s.resident, s.mapped, "%s: resident %zu over mapped %zu", when, s.resident,
@@ -105,12 +89,7 @@ Test(trim, releases_the_whole_free_pages_of_a_fragmented_arena)
                   rss_full / KiB, rss_trimmed / KiB, freed / KiB, expected / KiB);
 
     cr_assert_eq(regal_arena_trim(a), 0, "a second trim found more to release");
-    for (size_t i = 0; i < BLOCKS; i++) {
-        if (p[i] == NULL)
-            continue;
-        cr_assert(pattern_intact(p[i], usable[i], i), "live block %zu changed across trim", i);
-        regal_free(p[i]);
-    }
+    free_intact(p, usable, BLOCKS, "across trim");
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
 }
