@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workload.h"
+
 #define DEFAULT_OPS           1000000u
 #define DEFAULT_SLOTS         2000u
 #define DEFAULT_MIN           ((size_t)1 << 10)
@@ -124,19 +126,6 @@ static void account(size_t old_size, size_t new_size)
     live_bytes = live_bytes - old_size + new_size;
     if (live_bytes > peak_live_bytes)
         peak_live_bytes = live_bytes;
-}
-
-/* Resident bytes of this process (Linux: /proc/self/statm), 0 if unknown. */
-static size_t resident_bytes(void)
-{
-    unsigned long pages_total, pages_resident;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    int n = fscanf(f, "%lu %lu", &pages_total, &pages_resident);
-    fclose(f);
-    long page = sysconf(_SC_PAGESIZE);
-    return n == 2 && page > 0 ? (size_t)pages_resident * (size_t)page : 0;
 }
 
 static void run(struct slot *slots, size_t nslots, size_t ops, size_t min, size_t max,
@@ -268,7 +257,7 @@ int main(int argc, char **argv)
                 "medium_churn: %zu ops, %zu slots, sizes [%zu, %zu]: peak live %.1f MiB,"
                 " resident after the final frees %.1f MiB\n",
                 ops, nslots, min, max, (double)peak_live_bytes / 1048576.0,
-                (double)resident_bytes() / 1048576.0);
+                (double)wl_rss_kib() / 1024.0);
     printf("%.6f\n", t1 - t0);
     return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -19,14 +19,9 @@
  * patterns; --scale multiplies OPS.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "workload.h"
-
-struct slot {
-    void *p;
-    size_t size;
-    uint64_t tag;
-};
 
 struct node {
     struct node *next;
@@ -72,31 +67,18 @@ int main(int argc, char **argv)
 
     struct wl_rng rng;
     wl_rng_init(&rng, seed, 0);
-    struct slot *slots = wl_malloc(nslots * sizeof *slots);
-    for (size_t i = 0; i < nslots; i++)
-        slots[i] = (struct slot){NULL, 0, 0};
+    struct wl_block *slots = wl_malloc(nslots * sizeof *slots);
+    memset(slots, 0, nslots * sizeof *slots);
 
     double t0 = wl_now();
     for (size_t i = 0; i < ops; i++) {
-        struct slot *s = &slots[wl_rng_below(&rng, nslots)];
-        if (s->p != NULL) {
-            wl_check(s->p, s->size, s->tag, "before free");
-            free(s->p);
-        }
-        s->size = wl_rng_log_size(&rng, 8, 512);
-        s->tag = i;
-        s->p = wl_malloc(s->size);
-        wl_fill(s->p, s->size, s->tag);
+        struct wl_block *s = &slots[wl_rng_below(&rng, nslots)];
+        wl_block_replace(s, wl_rng_log_size(&rng, 8, 512), i);
         if ((i + 1) % burst_every == 0)
             burst(&rng, burst_len, (uint64_t)1 << 48 | i << 16);
     }
     double t1 = wl_now();
 
-    for (size_t i = 0; i < nslots; i++) {
-        if (slots[i].p != NULL)
-            wl_check(slots[i].p, slots[i].size, slots[i].tag, "at the end");
-        free(slots[i].p);
-    }
-    free(slots);
+    wl_blocks_free(slots, nslots);
     return wl_finish(t1 - t0, NULL);
 }

@@ -282,3 +282,25 @@ int wl_finish(double seconds, const char *extra)
     printf("%.6f%s%s\n", seconds, extra != NULL ? " " : "", extra != NULL ? extra : "");
     return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+void wl_block_replace(struct wl_block *b, size_t size, uint64_t tag)
+{
+    if (b->p != NULL) {
+        wl_check(b->p, b->size, b->tag, "before free");
+        free(b->p);
+    }
+    b->size = size;
+    b->tag = tag;
+    b->p = wl_malloc(size);
+    wl_fill(b->p, size, tag);
+}
+
+void wl_blocks_free(struct wl_block *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].p != NULL)
+            wl_check(b[i].p, b[i].size, b[i].tag, "at the end");
+        free(b[i].p);
+    }
+    free(b);
+}

@@ -96,6 +96,19 @@ void wl_fill(void *p, size_t size, uint64_t tag);
  * program is ("before free"). */
 void wl_check(const void *p, size_t size, uint64_t tag, const char *when);
 
+/* A filled block the churn workloads keep in slots (p NULL: none). */
+struct wl_block {
+    void *p;
+    size_t size;
+    uint64_t tag;
+};
+
+/* Checks and frees b's block if it has one, then gives it a new block of
+ * size bytes filled for tag. */
+void wl_block_replace(struct wl_block *b, size_t size, uint64_t tag);
+/* Checks and frees every block of b[0..n), then the array itself. */
+void wl_blocks_free(struct wl_block *b, size_t n);
+
 /* Reports that byte off of block p (size bytes) is not want and exits with
  * status 3: for workloads that check bytes of their own. */
 _Noreturn void wl_corrupted(const void *p, size_t size, size_t off, unsigned char want,
