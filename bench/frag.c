@@ -22,7 +22,8 @@
  * Output: "<seconds> <final_rss_kib>": the time of the three phases and the
  * trim, and the final resident set.  Peak RSS is the caller's to read
  * (/usr/bin/time -f %M).  --verbose adds a line on stderr: the live bytes
- * at the end (the floor for the final RSS) and the peak RSS (VmHWM).
+ * at the end (the floor for the final RSS) and the peak RSS (VmHWM), then
+ * the allocator's malloc_stats() if it has one.
  * Every block is checked before its free.  --scale multiplies TOTAL and
  * STEADY_OPS.
  *
@@ -110,20 +111,41 @@ static void release(struct block *b, const char *when)
     b->p = 0;
 }
 
-/* malloc_trim of whatever allocator answers to the name; 0 if none.  The
- * memcpy is POSIX's way from dlsym's void * to a function pointer.  For
- * handles: compaction, then a trim of the arena. */
+#ifndef FRAG_HANDLES
+/* The function of whatever allocator answers to name; NULL if none.  The
+ * memcpy is POSIX's way from dlsym's void * to a function pointer. */
+static void (*symbol(const char *name))(void)
+{
+    void (*fn)(void) = NULL;
+    void *sym = dlsym(RTLD_DEFAULT, name);
+    if (sym != NULL)
+        memcpy(&fn, &sym, sizeof fn);
+    return fn;
+}
+#endif
+
+/* malloc_trim(0); 0 if no allocator has it.  For handles: compaction,
+ * then a trim of the arena. */
 static int trim(void)
 {
 #ifdef FRAG_HANDLES
     return regal_arena_compact(arena) + regal_arena_trim(arena) > 0;
 #else
-    int (*fn)(size_t);
-    void *sym = dlsym(RTLD_DEFAULT, "malloc_trim");
-    if (sym == NULL)
-        return 0;
-    memcpy(&fn, &sym, sizeof fn);
-    return fn(0);
+    int (*fn)(size_t) = (int (*)(size_t))symbol("malloc_trim");
+    return fn != NULL ? fn(0) : 0;
+#endif
+}
+
+/* The allocator's own account of its memory on stderr (malloc_stats), for
+ * --verbose; the handle arena's statistics for handles. */
+static void print_stats(void)
+{
+#ifdef FRAG_HANDLES
+    regal_arena_print_stats(arena, stderr);
+#else
+    void (*fn)(void) = symbol("malloc_stats");
+    if (fn != NULL)
+        fn();
 #endif
 }
 
@@ -188,6 +210,7 @@ int main(int argc, char **argv)
                 "final RSS %.1f MiB, peak RSS %.1f MiB\n",
                 n, (double)total / 1048576.0, live, (double)live_bytes / 1048576.0,
                 (double)final_rss / 1024.0, (double)wl_peak_rss_kib() / 1024.0);
+        print_stats();
     }
     for (size_t i = 0; i < live; i++)
         release(&blocks[i], "at the end");

@@ -465,15 +465,16 @@ size_t rg_arena_trim_locked(regal_arena *a)
     /* Only the spans no thread owns and the caller's own: other threads'
      * theaps change with no lock, and hand theirs back when they exit. */
     struct rg_theap *mine = rg_theap_of(a);
+    size_t shed = 0;
     for (unsigned i = 0; i < RG_CLASS_COUNT; i++) {
-        rg_pageq_trim(&a->own.classes[i]);
+        shed += rg_pageq_trim(&a->own.classes[i]);
         if (mine != NULL && mine != &a->own)
-            rg_pageq_trim(&mine->classes[i]);
+            shed += rg_pageq_trim(&mine->classes[i]);
     }
     for (struct regal_pool *p = a->pools; p != NULL; p = p->next)
-        rg_pageq_trim(&p->q);
-    rg_pageq_trim(&a->meta);
-    size_t released = rg_purge_all(a), chunks = rg_heap_trim(a) + rg_handle_trim(a);
+        shed += rg_pageq_trim(&p->q);
+    shed += rg_pageq_trim(&a->meta);
+    size_t released = shed + rg_purge_all(a), chunks = rg_heap_trim(a) + rg_handle_trim(a);
     struct rg_chunk *home = rg_arena_home(a), *next;
     for (struct rg_chunk *c = a->pages; c != NULL; c = next) {
         next = c->next;

@@ -5,11 +5,12 @@
  * Invariants (checked by rg_page_is_valid):
  *  1. A live span: head state HEAD, tails state TAIL pointing at it,
  *     1 <= index < chunk top, capacity * slot_size <= span bytes.
- *  2. used == popcount(live) and used + length(free) == carved <= capacity.
+ *  2. used == popcount(live) and used + length(free) + shed == carved <=
+ *     capacity (shed: free slots a trim took off the list, span_shed).
  *  3. Every slot on the free list is inside the span, at a slot boundary,
  *     with its live bit clear.
- *  4. A span is on its queue's full list <=> in_full, and then free == NULL
- *     and carved == capacity.  (The first avail span may be full too, until
+ *  4. A span is on its queue's full list <=> in_full, and then free == NULL,
+ *     shed == 0 and carved == capacity.  (The first avail span may be full too, until
  *     the next allocation moves it.)  avail_tail is the last avail span.
  *  5. Free spans of a chunk have state FREE and are on its free_spans list;
  *     pages at or above top are free and never read.
@@ -235,6 +236,7 @@ static void page_init(struct rg_pageq *q, struct rg_page *pg, struct rg_chunk *c
     pg->bytes = pg->capacity * q->slot_size;
     pg->carved = 0;
     pg->used = 0;
+    pg->shed = 0;
     __atomic_store_n(&pg->queue, q, __ATOMIC_RELAXED);
     __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELAXED);
     pg->xfree = NULL;
@@ -314,6 +316,148 @@ uint32_t rg_page_collect(struct rg_page *pg)
     return n;
 }
 
+/* Whether q belongs to a thread heap: its spans come and go under the
+ * arena lock, taken here. */
+static bool thread_queue(struct regal_arena *a, const struct rg_pageq *q)
+{
+    return q->owner != NULL && q->owner != &a->own;
+}
+
+/* ---- pages of spans in use given back (trim) ---- */
+
+/* OS pages in the largest span, at 4 KiB or more per page. */
+#define SPAN_OS_PAGES (((size_t)RG_PAGES_PER_CHUNK << RG_PAGE_SHIFT) / 4096)
+
+static void bit_on(uint64_t *bits, size_t i)
+{
+    bits[i / 64] |= 1ull << (i % 64);
+}
+
+static bool bit_on_at(const uint64_t *bits, size_t i)
+{
+    return (bits[i / 64] >> (i % 64)) & 1;
+}
+
+/* Marks the OS pages (of 1 << shift bytes) that bytes [from, to) of a span
+ * touch. */
+static void mark_pages(uint64_t *pages, size_t from, size_t to, unsigned shift)
+{
+    for (size_t i = from >> shift; i <= (to - 1) >> shift; i++)
+        bit_on(pages, i);
+}
+
+/* Whether the link of free slot f lies in pages marked in kept. */
+static bool link_kept(const struct rg_page *pg, const void *f, const uint64_t *kept,
+                      unsigned shift)
+{
+    size_t off = (size_t)((const uint8_t *)f - pg->start);
+    return bit_on_at(kept, off >> shift) && bit_on_at(kept, (off + sizeof(void *) - 1) >> shift);
+}
+
+/* Keeps on pg's free list the slots whose link lies in a kept page; the
+ * others are shed. */
+static void list_shed(struct rg_page *pg, const uint64_t *kept, unsigned shift)
+{
+    void *f = pg->free, *last = NULL;
+    pg->free = NULL;
+    while (f != NULL) {
+        void *next = rg_link_get(f);
+        if (!rg_link_ok(pg, next)) {
+            rg_page_corrupt(pg, f); /* the rest of the list is lost */
+            next = NULL;
+        }
+        if (link_kept(pg, f, kept, shift)) {
+            if (last == NULL)
+                pg->free = f;
+            else
+                rg_link_set(last, f);
+            last = f;
+        } else {
+            pg->shed++;
+        }
+        f = next;
+    }
+    if (last != NULL)
+        rg_link_set(last, NULL);
+}
+
+/* Gives back the committed OS pages of span pg (in use, its queue's
+ * owner's to change, the arena locked) that no live slot touches: its
+ * free slots there leave the free list, and come back when the list runs
+ * dry (span_regain).  Slots other threads freed and the owner did not
+ * collect are still live.  Bytes given back. */
+static size_t span_shed(struct rg_page *pg)
+{
+    if (pg->free == NULL && pg->carved == pg->capacity)
+        return 0; /* nothing free that a trim has not given back */
+    unsigned shift = rg_log2(rg_os_page_size());
+    size_t npages = ((size_t)pg->span << RG_PAGE_SHIFT) >> shift;
+    uint64_t kept[SPAN_OS_PAGES / 64] = {0};
+    for (uint32_t w = 0; w < (pg->capacity + 63) / 64; w++)
+        for (uint64_t bits = pg->live[w]; bits != 0; bits &= bits - 1) {
+            size_t s = (size_t)w * 64 + (unsigned)__builtin_ctzll(bits);
+            mark_pages(kept, s * pg->slot_size, (s + 1) * pg->slot_size, shift);
+        }
+    list_shed(pg, kept, shift);
+    struct rg_chunk *c = rg_chunk_of(pg);
+    size_t base = (size_t)(pg->start - (uint8_t *)c), released = 0;
+    for (size_t i = 0, j; i < npages; i = j + 1) {
+        for (j = i; j < npages && !bit_on_at(kept, j); j++)
+            ;
+        if (j > i)
+            released += rg_chunk_decommit(c, base + (i << shift), base + (j << shift));
+    }
+    rg_arena_uncommit(c->arena, released);
+    c->arena->purged += released;
+    return released;
+}
+
+/* Commits again what span_shed gave back of span pg: each run of granules
+ * that is not committed (none of it was dirty). */
+static bool span_recommit(struct regal_arena *a, struct rg_chunk *c, const struct rg_page *pg)
+{
+    size_t from = (size_t)(pg->start - (uint8_t *)c);
+    size_t end = from + ((size_t)pg->span << RG_PAGE_SHIFT);
+    for (size_t off = from, run; off < end; off += run + RG_GRANULE) {
+        for (run = 0; off + run < end && rg_chunk_committed_in(c, off + run, off + run + 1) == 0;
+             run += RG_GRANULE)
+            ;
+        if (run > 0 && !rg_arena_commit(a, c, off, off + run))
+            return false;
+    }
+    return true;
+}
+
+/* The free list of span pg of q ran dry: its shed slots go back on it, in
+ * address order, once their pages are committed again (under the arena's
+ * lock for a thread's queue).  False when there were none, or the arena's
+ * limit refuses the pages. */
+static bool span_regain(struct rg_pageq *q, struct rg_page *pg)
+{
+    if (RG_LIKELY(pg->shed == 0))
+        return false;
+    struct rg_chunk *c = rg_chunk_of(pg);
+    bool locked = thread_queue(c->arena, q), ok;
+    if (locked)
+        rg_arena_lock(c->arena);
+    ok = span_recommit(c->arena, c, pg);
+    if (locked)
+        rg_arena_unlock(c->arena);
+    if (!ok)
+        return false;
+    void *head = pg->free;
+    for (uint32_t s = pg->carved; s-- > 0;) {
+        if (!rg_bit_test(pg->live, s)) {
+            void *slot = pg->start + (size_t)s * pg->slot_size;
+            rg_link_set(slot, head);
+            head = slot;
+        }
+    }
+    pg->free = head;
+    pg->shed = 0;
+    return true;
+}
+
 /* ---- the owner's queue ---- */
 
 static void to_avail(struct rg_pageq *q, struct rg_page *pg);
@@ -363,6 +507,20 @@ static void collect_full(struct rg_pageq *q)
     }
 }
 
+/* A span of q after the first one with a free slot, moved to the front;
+ * NULL if none. */
+static struct rg_page *other_with_free(struct rg_pageq *q)
+{
+    for (struct rg_page *pg = q->avail->next; pg != NULL; pg = pg->next) {
+        if (pg->free != NULL || rg_page_collect(pg) > 0) {
+            avail_remove(q, pg);
+            avail_push_front(q, pg);
+            return pg;
+        }
+    }
+    return NULL;
+}
+
 /* The first span of q with a free slot, after carving and collecting; NULL
  * when q has none.  Touches only q's own spans. */
 static struct rg_page *queue_refill(struct rg_pageq *q)
@@ -370,7 +528,7 @@ static struct rg_page *queue_refill(struct rg_pageq *q)
     collect_full(q);
     struct rg_page *pg;
     while ((pg = q->avail) != NULL) {
-        if (pg->free != NULL || rg_page_collect(pg) > 0)
+        if (pg->free != NULL || rg_page_collect(pg) > 0 || span_regain(q, pg))
             return pg;
         struct rg_page *next = pg->next;
         if (next != NULL && next->free != NULL) { /* freed slots before fresh ones */
@@ -382,6 +540,8 @@ static struct rg_page *queue_refill(struct rg_pageq *q)
             page_carve(pg);
             return pg;
         }
+        if (pg->shed > 0) /* the arena's limit refuses its pages */
+            return other_with_free(q);
         if (to_full(q, pg))
             return pg;
     }
@@ -419,13 +579,6 @@ static struct rg_page *span_new(struct regal_arena *a, struct rg_pageq *q)
     page_carve(pg);
     avail_push_front(q, pg);
     return pg;
-}
-
-/* Whether q belongs to a thread heap: its spans come and go under the
- * arena lock, taken here. */
-static bool thread_queue(struct regal_arena *a, const struct rg_pageq *q)
-{
-    return q->owner != NULL && q->owner != &a->own;
 }
 
 void *rg_page_alloc_slow(struct regal_arena *a, struct rg_pageq *q)
@@ -511,7 +664,7 @@ void rg_pageq_abandon(struct rg_pageq *q, struct rg_pageq *to)
                 span_give_back(rg_chunk_of(pg), pg);
             } else {
                 span_adopt(to, pg);
-                if (pg->free == NULL && pg->carved == pg->capacity)
+                if (pg->free == NULL && pg->shed == 0 && pg->carved == pg->capacity)
                     to_full(to, pg);
             }
         }
@@ -536,8 +689,9 @@ void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q)
     q->avail = q->full = q->avail_tail = NULL;
 }
 
-void rg_pageq_trim(struct rg_pageq *q)
+size_t rg_pageq_trim(struct rg_pageq *q)
 {
+    size_t released = 0;
     struct rg_page *next;
     for (struct rg_page *pg = q->full; pg != NULL; pg = next) {
         next = pg->next;
@@ -553,8 +707,11 @@ void rg_pageq_trim(struct rg_pageq *q)
         if (pg->used == 0) {
             avail_remove(q, pg);
             span_give_back(rg_chunk_of(pg), pg);
+        } else {
+            released += span_shed(pg);
         }
     }
+    return released;
 }
 
 size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c)
@@ -610,10 +767,10 @@ bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents)
         if (++nfree > pg->carved)
             return rg_check_fail(pg, "page %u: free list too long (invariant 2)", first);
     }
-    if (nfree + pg->used != pg->carved || pg->carved > pg->capacity)
-        return rg_check_fail(pg, "page %u: %u free + %u used != %u carved (invariant 2)", first,
-                             nfree, pg->used, pg->carved);
-    bool full = pg->free == NULL && pg->carved == pg->capacity;
+    if (nfree + pg->shed + pg->used != pg->carved || pg->carved > pg->capacity)
+        return rg_check_fail(pg, "page %u: %u free + %u shed + %u used != %u carved (invariant 2)",
+                             first, nfree, pg->shed, pg->used, pg->carved);
+    bool full = pg->free == NULL && pg->shed == 0 && pg->carved == pg->capacity;
     if (pg->in_full && !full)
         return rg_check_fail(pg, "page %u: full list mismatch (invariant 4)", first);
     return true;

@@ -40,6 +40,7 @@ struct rg_page {
     uint32_t carved;      /* slots [0, carved) have been put on the free list */
     uint32_t used;        /* live slots == popcount(live) */
     uint32_t bytes;       /* capacity * slot_size */
+    uint32_t shed;        /* free slots off the free list, their pages given back by a trim */
     struct rg_page *next; /* in the queue's avail or full list, or a free span list */
     struct rg_page *prev;
     struct rg_pageq *queue;                /* the queue that owns the span */
@@ -268,8 +269,10 @@ void rg_pageq_abandon(struct rg_pageq *q, struct rg_pageq *to);
 void rg_pageq_release(struct regal_arena *a, struct rg_pageq *q);
 /* Returns q's spans that hold no live slot to their chunks, the one a queue
  * keeps for its next allocation included, after collecting other threads'
- * frees (regal_arena_trim; the caller owns q and holds the lock). */
-void rg_pageq_trim(struct rg_pageq *q);
+ * frees, and gives back the OS pages of its other spans that hold no live
+ * slot (regal_arena_trim; the caller owns q and holds the lock); bytes
+ * given back from spans in use. */
+size_t rg_pageq_trim(struct rg_pageq *q);
 
 /* Forget every span of a pages chunk (arena reset): O(1). */
 void rg_pages_chunk_reset(struct rg_chunk *c);

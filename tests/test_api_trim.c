@@ -8,6 +8,8 @@
  * trim releases is known.  test_api_purge.c tests the policy.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +32,8 @@ static void address_space_is_resident_plus_retained(regal_stats s, const char *w
  * them freed at random, then one trim.  The medium blocks sit in the
  * free-list heap, where every whole page inside a freed block can go back,
  * so RSS must drop by at least those pages (less 1 MiB for the rest of the
- * process).  Small blocks add only whole spans that emptied: not counted,
- * because a span with one live slot keeps all its pages. */
+ * process).  The pages of small blocks' spans that no live block touches
+ * go back too (tested below): not counted here. */
 Test(trim, releases_the_whole_free_pages_of_a_fragmented_arena)
 {
     enum { BLOCKS = 4000 };
@@ -90,6 +92,149 @@ Test(trim, releases_the_whole_free_pages_of_a_fragmented_arena)
 
     cr_assert_eq(regal_arena_trim(a), 0, "a second trim found more to release");
     free_intact(p, usable, BLOCKS, "across trim");
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+static int by_address(const void *x, const void *y)
+{
+    uintptr_t a = *(const uintptr_t *)x, b = *(const uintptr_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Bytes of the OS pages that the blocks of p[0..n) freed (freed[i]) touch
+ * and no other block does. */
+static size_t pages_only_freed_touch(void **p, const size_t *usable, const bool *freed, size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), count[2] = {0, 0};
+    uintptr_t *pages[2] = {malloc(n * 64 * sizeof(uintptr_t)), malloc(n * 64 * sizeof(uintptr_t))};
+    cr_assert(pages[0] != NULL && pages[1] != NULL);
+    for (size_t i = 0; i < n; i++)
+        for (uintptr_t q = (uintptr_t)p[i] / page; q <= ((uintptr_t)p[i] + usable[i] - 1) / page; q++)
+            pages[freed[i]][count[freed[i]]++] = q;
+    qsort(pages[0], count[0], sizeof(uintptr_t), by_address);
+    size_t bytes = 0;
+    for (size_t i = 0; i < count[1]; i++) {
+        bool repeat = false;
+        for (size_t j = 0; j < i && !repeat; j++)
+            repeat = pages[1][j] == pages[1][i];
+        if (!repeat && !bsearch(&pages[1][i], pages[0], count[0], sizeof(uintptr_t), by_address))
+            bytes += page;
+    }
+    free(pages[0]);
+    free(pages[1]);
+    return bytes;
+}
+
+/* Blocks of size bytes (a size class), one in every keep_every kept and
+ * the others freed: trim gives back every OS page of their spans that no
+ * live block touches although no span is empty, and the arena uses those
+ * slots again afterwards without new memory. */
+static void gives_back_free_pages_of_spans_in_use(size_t size, size_t keep_every)
+{
+    enum { N = 2048 };
+    static void *p[N];
+    static size_t usable[N];
+    static bool freed[N];
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    for (size_t i = 0; i < N; i++) {
+        p[i] = regal_alloc(a, size);
+        cr_assert_not_null(p[i]);
+        usable[i] = regal_usable_size(p[i]);
+        fill_pattern(p[i], usable[i], i);
+        freed[i] = i % keep_every != 0;
+    }
+    regal_arena_trim(a); /* what the allocations left free */
+    regal_stats full = stats_of(a);
+    size_t rss_full = process_rss();
+    cr_assert_gt(rss_full, 0, "no /proc/self/statm");
+    size_t expected = pages_only_freed_touch(p, usable, freed, N);
+    cr_assert_geq(expected, N * size / 2, "the test frees whole pages");
+    for (size_t i = 0; i < N; i++) {
+        if (freed[i]) {
+            regal_free(p[i]);
+            p[i] = NULL;
+        }
+    }
+
+    size_t released = regal_arena_trim(a);
+    size_t rss_trimmed = process_rss();
+    regal_stats after = stats_of(a);
+    cr_assert_geq(released, expected,
+                  "trim released %zu of the %zu bytes of pages with no live block", released,
+                  expected);
+    cr_assert_eq(after.resident, full.resident - released);
+    cr_assert_geq(rss_full, rss_trimmed + expected - 1 * MiB,
+                  "RSS %zu KiB -> %zu KiB, but %zu KiB of pages went back", rss_full / KiB,
+                  rss_trimmed / KiB, expected / KiB);
+    cr_assert_eq(regal_arena_check(a), 0);
+    cr_assert_eq(regal_arena_trim(a), 0, "a second trim found more to release");
+
+    for (size_t i = 0; i < N; i++) {
+        if (p[i] == NULL) {
+            p[i] = regal_alloc(a, size);
+            cr_assert_not_null(p[i]);
+            usable[i] = regal_usable_size(p[i]);
+            fill_pattern(p[i], usable[i], i);
+        }
+    }
+    cr_assert_eq(stats_of(a).resident, full.resident,
+                 "the slots of the trimmed spans are used again, in the same pages");
+    cr_assert_eq(regal_arena_check(a), 0);
+    free_intact(p, usable, N, "across trim and reuse");
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+Test(trim, gives_back_the_free_pages_of_spans_in_use)
+{
+    gives_back_free_pages_of_spans_in_use(4096, 16); /* one live slot in each span */
+}
+
+Test(trim, gives_back_the_free_pages_of_small_slot_spans_in_use)
+{
+    gives_back_free_pages_of_spans_in_use(1024, 8); /* every other page keeps a slot */
+}
+
+/* Slots given back by a trim come back only if the arena's limit lets their
+ * pages be committed again; until then allocation fails cleanly. */
+Test(trim, reuse_of_trimmed_slots_respects_the_limit)
+{
+    enum { N = 64 };
+    void *p[N];
+    regal_arena_config cfg = {.limit = 1 * MiB};
+    regal_arena *a = regal_arena_create(&cfg);
+    cr_assert_not_null(a);
+    for (size_t i = 0; i < N; i++) {
+        p[i] = regal_alloc(a, 4096);
+        cr_assert_not_null(p[i]);
+        memset(p[i], 7, 4096);
+    }
+    for (size_t i = 1; i < N; i++)
+        regal_free(p[i]);
+    cr_assert_geq(regal_arena_trim(a), (N - 4) * 4096);
+    void *filler[128];
+    size_t n = 0;
+    while (n < 128 && (filler[n] = regal_alloc(a, 12 * KiB)) != NULL)
+        n++;
+    cr_assert(n > 0 && n < 128, "%zu heap blocks fit under the limit", n);
+    errno = 0;
+    void *q = NULL;
+    for (size_t i = 0; i < N && (q = regal_alloc(a, 4096)) != NULL; i++)
+        ;
+    cr_assert_null(q, "the limit refuses the trimmed pages");
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_eq(regal_arena_check(a), 0);
+    cr_assert_leq(stats_of(a).mapped, cfg.limit);
+
+    while (n > 0)
+        regal_free(filler[--n]);
+    for (size_t i = 1; i < N; i++) {
+        p[i] = regal_alloc(a, 4096);
+        cr_assert_not_null(p[i], "block %zu once the limit has room again", i);
+        memset(p[i], 8, 4096);
+    }
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
 }
