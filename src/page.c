@@ -383,9 +383,9 @@ static void list_shed(struct rg_page *pg, const uint64_t *kept, unsigned shift)
 
 /* Gives back the committed OS pages of span pg (in use, its queue's
  * owner's to change, the arena locked) that no live slot touches: its
- * free slots there leave the free list, and come back when the list runs
- * dry (span_regain).  Slots other threads freed and the owner did not
- * collect are still live.  Bytes given back. */
+ * free slots there and its slots never carved leave the free list, and
+ * come back when the list runs dry (span_regain).  Slots other threads
+ * freed and the owner did not collect are still live.  Bytes given back. */
 static size_t span_shed(struct rg_page *pg)
 {
     if (pg->free == NULL && pg->carved == pg->capacity)
@@ -399,6 +399,8 @@ static size_t span_shed(struct rg_page *pg)
             mark_pages(kept, s * pg->slot_size, (s + 1) * pg->slot_size, shift);
         }
     list_shed(pg, kept, shift);
+    pg->shed += pg->capacity - pg->carved; /* never carved into given-back pages */
+    pg->carved = pg->capacity;
     struct rg_chunk *c = rg_chunk_of(pg);
     size_t base = (size_t)(pg->start - (uint8_t *)c), released = 0;
     for (size_t i = 0, j; i < npages; i = j + 1) {

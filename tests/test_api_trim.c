@@ -197,6 +197,33 @@ Test(trim, gives_back_the_free_pages_of_small_slot_spans_in_use)
     gives_back_free_pages_of_spans_in_use(1024, 8); /* every other page keeps a slot */
 }
 
+/* A trim gives back the never-used slots of a span in use too; they are
+ * committed again before they are handed out. */
+Test(trim, never_used_slots_of_a_trimmed_span_count_as_mapped_when_used)
+{
+    enum { N = 16 }; /* a span of 4 KiB slots */
+    void *p[N];
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    p[0] = regal_alloc(a, 4096);
+    cr_assert_not_null(p[0]);
+    cr_assert_geq(regal_arena_trim(a), (N - 1) * 4096, "the span's unused pages went back");
+    regal_stats one = stats_of(a);
+    for (size_t i = 1; i < N; i++) {
+        p[i] = regal_alloc(a, 4096);
+        cr_assert_not_null(p[i]);
+        memset(p[i], 9, 4096);
+    }
+    regal_stats all = stats_of(a);
+    cr_assert_geq(all.mapped, all.in_use, "mapped %zu below in_use %zu", all.mapped, all.in_use);
+    cr_assert_geq(all.mapped, one.mapped + (N - 1) * 4096, "mapped %zu after trim, %zu after reuse",
+                  one.mapped, all.mapped);
+    cr_assert_eq(regal_arena_check(a), 0);
+    for (size_t i = 0; i < N; i++)
+        regal_free(p[i]);
+    regal_arena_destroy(a);
+}
+
 /* Slots given back by a trim come back only if the arena's limit lets their
  * pages be committed again; until then allocation fails cleanly. */
 Test(trim, reuse_of_trimmed_slots_respects_the_limit)
