@@ -22,6 +22,19 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* 1 in AddressSanitizer builds (gcc defines __SANITIZE_ADDRESS__, clang
+ * answers __has_feature): ASan keeps memory of its own per thread. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifndef TEST_ASAN
+#define TEST_ASAN 0
+#endif
+
 /* ---- Seeded PRNG (xorshift64*) --------------------------------------------- */
 
 typedef struct rng {

@@ -147,7 +147,7 @@ Test(theap, a_hundred_thousand_threads_stay_flat, .timeout = 120)
     size_t mapped_end = stats_of(d).mapped, rss_end = process_rss();
     cr_assert_leq(mapped_end, mapped + 256 * KiB, "mapped %zu after 100000 threads, %zu after 1000",
                   mapped_end, mapped);
-#ifndef __SANITIZE_ADDRESS__ /* ASan keeps per-thread state of its own */
+#if !TEST_ASAN /* ASan keeps per-thread state of its own */
     cr_assert_leq(rss_end, rss + 4 * MiB, "RSS %zu after 100000 threads, %zu after 1000", rss_end,
                   rss);
 #else
