@@ -224,6 +224,46 @@ Test(trim, never_used_slots_of_a_trimmed_span_count_as_mapped_when_used)
     regal_arena_destroy(a);
 }
 
+/* Small blocks allocated, 90% freed at random, then replaced one at a time
+ * for a while: new blocks go to the fuller spans, so the sparse ones drain
+ * and their memory goes back at the trim.  (Served in turn, every span
+ * would keep about the same 10% of live slots.) */
+Test(trim, steady_churn_drains_the_sparse_spans)
+{
+    enum { N = 40000, KEEP = N / 10, STEPS = 20 * KEEP };
+    static void *p[N];
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    rng r = rng_seeded(7);
+    for (size_t i = 0; i < N; i++) {
+        p[i] = regal_alloc(a, 64);
+        cr_assert_not_null(p[i]);
+        memset(p[i], 1, 64);
+    }
+    size_t live = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (rng_range(&r, 0, 9) == 0)
+            p[live++] = p[i];
+        else
+            regal_free(p[i]);
+    }
+    for (size_t i = 0; i < STEPS; i++) {
+        size_t k = rng_range(&r, 0, live - 1);
+        regal_free(p[k]);
+        p[k] = regal_alloc(a, 64);
+        cr_assert_not_null(p[k]);
+        memset(p[k], 2, 64);
+    }
+    regal_arena_trim(a);
+    regal_stats s = stats_of(a);
+    cr_assert_leq(s.free_resident, s.in_use / 2, "%zu bytes free resident for %zu in use",
+                  s.free_resident, s.in_use);
+    for (size_t i = 0; i < live; i++)
+        regal_free(p[i]);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
 /* Slots given back by a trim come back only if the arena's limit lets their
  * pages be committed again; until then allocation fails cleanly. */
 Test(trim, reuse_of_trimmed_slots_respects_the_limit)
