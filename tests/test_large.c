@@ -65,3 +65,19 @@ Test(large, a_small_tail_stays_with_the_block)
     cr_assert_geq(regal_usable_size(p), 5 * MiB - 4096);
     regal_free(p);
 }
+
+/* With the cache full, a freed mapping bigger than a cached one takes its
+ * place: it used to be unmapped, while the small one stayed. */
+Test(large, a_bigger_mapping_evicts_a_smaller_one_from_a_full_cache)
+{
+    void *big = regal_alloc(a, 40 * MiB), *small = regal_alloc(a, 30 * MiB);
+    cr_assert_not_null(big);
+    cr_assert_not_null(small);
+    regal_free(small);
+    regal_free(big); /* 70 MiB > the cache's 64 MiB */
+    cr_assert_eq(a->large_cache_count, 1);
+    cr_assert_geq(a->large_cache->map_size, 40 * MiB, "the big one is cached");
+    void *again = regal_alloc(a, 40 * MiB);
+    cr_assert_eq(again, big, "and reused");
+    regal_free(again);
+}
