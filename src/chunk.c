@@ -68,6 +68,19 @@ struct rg_chunk *rg_chunk_move_grow(struct rg_chunk *c, size_t map_size)
     return to;
 }
 
+struct rg_chunk *rg_chunk_split(struct rg_chunk *c, size_t keep)
+{
+    size_t size = c->map_size - keep;
+    struct rg_chunk *to = rg_os_move_grow((uint8_t *)c + keep, size, size, RG_CHUNK_SIZE,
+                                          (uintptr_t)1 << RG_ADDRESS_BITS);
+    if (to == NULL)
+        return NULL;
+    c->map_size = keep;
+    to->map_size = size;
+    map_set(to, true);
+    return to;
+}
+
 void rg_chunk_unmap(struct rg_chunk *c)
 {
     map_set(c, false);

@@ -73,6 +73,12 @@ void rg_chunk_fork_release(void);
  * address, grown to map_size; its pages come along.  NULL (c unchanged)
  * on failure. */
 struct rg_chunk *rg_chunk_move_grow(struct rg_chunk *c, size_t map_size);
+/* Moves the bytes of a chunk from rg_chunk_map past keep (a multiple of
+ * the OS page) to a chunk of their own at a new aligned address, pages and
+ * all (no fault); c keeps keep bytes.  The new chunk has map_size set, the
+ * rest of its header is the bytes that were there.  NULL (c unchanged) on
+ * failure. */
+struct rg_chunk *rg_chunk_split(struct rg_chunk *c, size_t keep);
 /* Unmaps a chunk from rg_chunk_map (or rg_chunk_alloc) for good. */
 void rg_chunk_unmap(struct rg_chunk *c);
 
