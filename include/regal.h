@@ -249,8 +249,9 @@ REGAL_API void regal_arena_print_stats_json(regal_arena *a, FILE *out);
 REGAL_API int regal_arena_check(regal_arena *a);
 
 /* Returns all free memory of the arena to the OS at once, interior pages
- * included: free pages, the inside of every free heap block, cached large
- * blocks, and whole empty chunks (the heap keeps one).  Returns the bytes
+ * included: free pages, the pages of partly used size-class and pool pages
+ * that no live block touches, the inside of every free heap block, cached
+ * large blocks, and whole empty chunks (the heap keeps one).  Returns the bytes
  * released (0 when there was nothing to release).  Live blocks are
  * untouched; the arena stays fully usable.
  *
