@@ -7,7 +7,8 @@
  * and sometimes a small limit taken from the input) plus, now and then, the
  * default arena, and covers alloc / calloc / aligned_alloc / realloc (same
  * arena and across arenas) / free, pools (create, alloc, free, reset,
- * destroy), arena reset, destroy and re-create, trim, check and stats.
+ * destroy), handles (alloc, free, compaction, stale handles), arena reset,
+ * destroy and re-create, trim, check and stats.
  *
  * The harness keeps a table of the live blocks it owns (pointer, size,
  * usable size, alignment, fill byte, arena, pool) and verifies, for every
@@ -19,9 +20,14 @@
  *  - realloc keeps min(old usable size, new size) bytes, and a failed
  *    realloc leaves the old block as it was;
  *  - calloc blocks are zero;
+ *  - a handle's block keeps its contents (its size in fill bytes) across
+ *    compactions, trims and other operations; a second compaction moves
+ *    nothing; a freed handle, or one from before a reset, gives NULL and its
+ *    free is reported once as REGAL_ERR_INVALID_FREE (the only report the
+ *    harness expects);
  * and for every arena: regal_arena_check() == 0, stats.in_use == the sum of
- * regal_usable_size() over its live blocks, stats.blocks_in_use == their
- * count, mapped <= limit.  Sizes beyond PTRDIFF_MAX (or beyond a limit)
+ * regal_usable_size() over its live blocks and of its handles' sizes
+ * rounded up to 16, stats.blocks_in_use == their count, mapped <= limit.  Sizes beyond PTRDIFF_MAX (or beyond a limit)
  * must fail with ENOMEM, bad alignments with EINVAL; an arena without a
  * limit must serve everything else.  Any regal error report is a bug too
  * (the sequences are correct by construction).  A violation aborts.
@@ -46,6 +52,8 @@
 #define DEFAULT_SLOT  ARENAS
 #define MAX_BLOCKS    256
 #define MAX_POOLS     8
+#define MAX_HANDLES   64
+#define MAX_STALE     16
 #define LIVE_BYTE_CAP (96 * MiB) /* keeps RSS bounded: bigger requests are skipped */
 
 struct arena_slot {
@@ -70,7 +78,20 @@ struct pool_slot {
     size_t size, align;
 };
 
+/* A live handle the harness owns, or (in stale[]) one freed or reset. */
+struct handle {
+    regal_handle h;
+    size_t size;
+    int arena; /* slot */
+    unsigned char fill;
+};
+
 static struct arena_slot arenas[ARENAS + 1];
+static struct handle handles[MAX_HANDLES], stale[MAX_STALE];
+static size_t nhandles, nstale;
+/* The kind of report an operation expects (-1: none), and how many came. */
+static int expected_report = -1;
+static unsigned reports;
 static struct block blocks[MAX_BLOCKS];
 static size_t nblocks;
 static struct pool_slot pools[MAX_POOLS];
@@ -98,6 +119,10 @@ static __attribute__((noreturn, format(printf, 3, 4))) void fail(int line, const
 static void on_regal_error(regal_error_kind kind, const void *ptr, const char *message, void *ctx)
 {
     (void)ctx;
+    if ((int)kind == expected_report) {
+        reports++;
+        return;
+    }
     fprintf(stderr, "fuzz_arena: op %u: regal reported error %d on %p: %s\n", op_index, (int)kind,
             ptr, message);
     abort();
@@ -230,6 +255,47 @@ static long pick_block(struct input *in, bool pool_only)
     return -1;
 }
 
+/* ---- handles ------------------------------------------------------------- */
+
+/* What a handle block counts for in in_use: its size rounded up to 16 (a
+ * minimal block for 0). */
+static size_t handle_usable(size_t size)
+{
+    return ((size ? size : 1) + 15) & ~(size_t)15;
+}
+
+static unsigned char *handle_block(const struct handle *h)
+{
+    return regal_handle_ptr(arena_at(h->arena), h->h);
+}
+
+static void verify_handle(const struct handle *h)
+{
+    unsigned char *p = handle_block(h);
+    CHECK(p != NULL, "handle %#llx of slot %d: no block", (unsigned long long)h->h, h->arena);
+    CHECK((uintptr_t)p % 16 == 0, "handle block %p not 16-aligned", (void *)p);
+    CHECK(all_bytes(p, h->size, h->fill), "handle %#llx (%zu bytes at %p): contents changed",
+          (unsigned long long)h->h, h->size, (void *)p);
+}
+
+static void verify_handles(int slot)
+{
+    for (size_t i = 0; i < nhandles; i++)
+        if (handles[i].arena == slot)
+            verify_handle(&handles[i]);
+}
+
+/* Handle i leaves the table for the stale list (the oldest stale one
+ * makes room). */
+static void retire_handle(size_t i)
+{
+    live_bytes -= handle_usable(handles[i].size);
+    if (nstale == MAX_STALE)
+        memmove(stale, stale + 1, --nstale * sizeof stale[0]);
+    stale[nstale++] = handles[i];
+    handles[i] = handles[--nhandles];
+}
+
 /* ---- arenas -------------------------------------------------------------- */
 
 static void check_stats(int slot)
@@ -240,6 +306,12 @@ static void check_stats(int slot)
         if (blocks[i].arena != slot)
             continue;
         sum += regal_usable_size(blocks[i].p);
+        count++;
+    }
+    for (size_t i = 0; i < nhandles; i++) {
+        if (handles[i].arena != slot)
+            continue;
+        sum += handle_usable(handles[i].size);
         count++;
     }
     regal_stats s;
@@ -278,6 +350,12 @@ static void forget_arena(int slot)
     for (int k = 0; k < MAX_POOLS; k++)
         if (pools[k].p != NULL && pools[k].arena == slot)
             pools[k].p = NULL;
+    for (size_t i = nhandles; i-- > 0;) {
+        if (handles[i].arena != slot)
+            continue;
+        verify_handle(&handles[i]);
+        retire_handle(i);
+    }
 }
 
 static const char long_name[] = "a-name-longer-than-the-thirty-one-bytes-kept-by-regal";
@@ -682,7 +760,105 @@ static void op_trim(struct input *in)
     for (size_t i = 0; i < nblocks; i++)
         if (blocks[i].arena == slot)
             verify_block(&blocks[i]);
+    verify_handles(slot);
     check_arena(slot);
+}
+
+static void op_handle_alloc(struct input *in)
+{
+    int slot = pick_arena(in);
+    if (slot < 0)
+        return;
+    size_t size = pick_size(in, slot);
+    if (too_big_to_keep(slot, size) || nhandles == MAX_HANDLES)
+        return;
+    errno = 0;
+    regal_handle h = regal_handle_alloc(arena_at(slot), size);
+    int err = errno;
+    if (h == 0) {
+        check_failure("handle alloc", slot, size, err);
+        return;
+    }
+    CHECK(expected_outcome(slot, size) != MUST_FAIL, "handle alloc of %zu in slot %d succeeded",
+          size, slot);
+    struct handle *n = &handles[nhandles++];
+    *n = (struct handle){.h = h, .size = size, .arena = slot, .fill = fill_byte()};
+    unsigned char *p = handle_block(n);
+    CHECK(p != NULL && (uintptr_t)p % 16 == 0, "new handle %#llx: block %p",
+          (unsigned long long)h, (void *)p);
+    CHECK(regal_arena_of(p) == NULL, "handle block %p passes for an alloc block", (void *)p);
+    for (size_t i = 0; i < nblocks; i++)
+        CHECK(p + size <= blocks[i].p || blocks[i].p + blocks[i].usable <= p,
+              "handle block %p (+%zu) overlaps block %p", (void *)p, size, (void *)blocks[i].p);
+    memset(p, n->fill, size);
+    live_bytes += handle_usable(size);
+    if (trace)
+        fprintf(stderr, "  + handle %#llx at %p size %zu slot %d\n", (unsigned long long)h,
+                (void *)p, size, slot);
+}
+
+static void op_handle_free(struct input *in)
+{
+    size_t k = take16(in);
+    if (nhandles == 0)
+        return;
+    size_t i = k % nhandles;
+    struct handle h = handles[i];
+    verify_handle(&h);
+    retire_handle(i);
+    regal_handle_free(arena_at(h.arena), h.h);
+    CHECK(regal_handle_ptr(arena_at(h.arena), h.h) == NULL, "freed handle %#llx still has a block",
+          (unsigned long long)h.h);
+}
+
+/* A freed or reset handle, given to its arena slot's current arena (the
+ * same arena, or a re-created one): NULL, and one report when freed. */
+static void op_handle_stale(struct input *in)
+{
+    size_t k = take16(in);
+    if (nstale == 0)
+        return;
+    const struct handle *h = &stale[k % nstale];
+    regal_arena *a = arena_at(h->arena);
+    if (a == NULL)
+        return;
+    CHECK(regal_handle_ptr(a, h->h) == NULL, "stale handle %#llx has a block",
+          (unsigned long long)h->h);
+    expected_report = REGAL_ERR_INVALID_FREE;
+    reports = 0;
+    regal_handle_free(a, h->h);
+    expected_report = -1;
+    CHECK(reports == 1, "free of stale handle %#llx: %u reports", (unsigned long long)h->h,
+          reports);
+    verify_handles(h->arena);
+}
+
+static void op_compact(struct input *in)
+{
+    int slot = pick_arena(in);
+    if (slot < 0)
+        return;
+    regal_arena_compact(arena_at(slot));
+    verify_handles(slot);
+    if (arenas[slot].limit == 0)
+        CHECK(regal_arena_compact(arena_at(slot)) == 0, "slot %d: a second compaction gave back",
+              slot);
+    verify_handles(slot);
+    check_arena(slot);
+}
+
+/* Out of 256: alloc 128, free 64, stale 32, compact 32. */
+static void op_handle(struct input *in)
+{
+    unsigned k = take8(in);
+    if (k < 128)
+        op_handle_alloc(in);
+    else if (k < 192)
+        op_handle_free(in);
+    else if (k < 224)
+        op_handle_stale(in);
+    else
+        op_compact(in);
 }
 
 /* regal_arena_of never reports and says NULL for what is not a live block. */
@@ -720,6 +896,7 @@ enum op {
     OP_STATS,
     OP_TRIM,
     OP_PROBE,
+    OP_HANDLE, /* a second byte picks the handle operation */
     OP_COUNT
 };
 
@@ -742,7 +919,8 @@ static const unsigned char op_weight[OP_COUNT] = {
     [OP_CHECK] = 6,
     [OP_STATS] = 6,
     [OP_TRIM] = 2,
-    [OP_PROBE] = 2,
+    [OP_PROBE] = 1,
+    [OP_HANDLE] = 1, /* last, so that the older operations kept their bytes */
 };
 
 static const char *const op_name[OP_COUNT] = {
@@ -750,7 +928,7 @@ static const char *const op_name[OP_COUNT] = {
     "realloc across", "free",        "pool create",   "pool alloc",
     "pool free",      "pool reset",  "pool destroy",  "arena re-create",
     "arena destroy",  "arena reset", "check",         "stats",
-    "trim",           "probe",
+    "trim",           "probe",       "handle",
 };
 
 static enum op decode_op(unsigned byte)
@@ -834,6 +1012,9 @@ static void run_op(struct input *in)
     case OP_TRIM:
         op_trim(in);
         break;
+    case OP_HANDLE:
+        op_handle(in);
+        break;
     case OP_PROBE:
     case OP_COUNT:
         op_probe(in);
@@ -857,6 +1038,14 @@ static void finish(bool free_first)
         remove_block(i);
         regal_free(b.p);
     }
+    for (size_t i = nhandles; i-- > 0;) {
+        struct handle h = handles[i];
+        if (h.arena != DEFAULT_SLOT && !free_first)
+            continue;
+        verify_handle(&h);
+        retire_handle(i);
+        regal_handle_free(arena_at(h.arena), h.h);
+    }
     for (int k = 0; k < MAX_POOLS; k++)
         if (pools[k].p != NULL && pools[k].arena == DEFAULT_SLOT)
             regal_pool_destroy(pools[k].p);
@@ -871,7 +1060,9 @@ static void finish(bool free_first)
     }
     memset(pools, 0, sizeof pools);
     memset(arenas, 0, sizeof arenas);
-    CHECK(nblocks == 0 && live_bytes == 0, "%zu blocks, %zu bytes left", nblocks, live_bytes);
+    nstale = 0;
+    CHECK(nblocks == 0 && nhandles == 0 && live_bytes == 0, "%zu blocks, %zu handles, %zu bytes left",
+          nblocks, nhandles, live_bytes);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

@@ -14,7 +14,7 @@ MiB = 1 << 20
 # First opcode byte of each operation (cumulative op_weight of fuzz_arena.c).
 OPS = dict(alloc=0, calloc=50, aligned=70, realloc=95, across=120, free=132, pool_create=180,
            pool_alloc=188, pool_free=213, pool_reset=225, pool_destroy=228, create=231,
-           destroy=234, reset=237, check=240, stats=246, trim=252, probe=254)
+           destroy=234, reset=237, check=240, stats=246, trim=252, probe=254, handle=255)
 def le16(v): return list(struct.pack('<H', v & 0xffff))
 def le32(v): return list(struct.pack('<I', v & 0xffffffff))
 
@@ -71,6 +71,11 @@ class Prog:
     def stats(s, slot): s.op('stats', s.arena(slot))
     def trim(s, slot): s.op('trim', s.arena(slot))
     def probe(s, blk, off): s.op('probe', le16(blk), le16(off))
+    # Handle operations: the opcode, then a byte that picks which one.
+    def h_alloc(s, slot, n): s.op('handle', [0], s.arena(slot), s.size(n))
+    def h_free(s, k): s.op('handle', [128], le16(k))
+    def h_stale(s, k): s.op('handle', [192], le16(k))
+    def compact(s, slot): s.op('handle', [224], s.arena(slot))
     def save(s, path):
         data = bytes(s.b)
         open(path, 'wb').write(data)
@@ -153,3 +158,15 @@ for i in range(6): p.calloc_ovf(0, R.randrange(64), R.randrange(10))
 for lg in (4, 12, 20): p.aligned(0, lg, 0, absurd=R.randrange(10))
 p.alloc(0, 50); p.realloc(0, 0, 0, absurd=2)
 p.stats(0); p.check(); p.save(f'{out}/absurd')
+
+# 9. handles: allocate, free, compact, stale handles after free and reset
+p = Prog()
+for slot in (0, 'd'):
+    for i in range(12): p.h_alloc(slot, R.choice([0, 1, 40, 700, 5000, 70000, 300000]))
+    for i in range(5): p.h_free(R.randrange(65536))
+    p.compact(slot); p.h_stale(R.randrange(65536))
+p.alloc(0, 100); p.trim(0); p.compact(0); p.reset(0)
+p.h_stale(0); p.h_stale(3); p.h_alloc(0, 64); p.stats(0); p.check()
+p.create(1, limit=512 << 10)
+for i in range(10): p.h_alloc(1, 60000)
+p.h_free(1); p.h_free(4); p.compact(1); p.check(); p.save(f'{out}/handles')
