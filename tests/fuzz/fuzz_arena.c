@@ -27,10 +27,11 @@
  *    harness expects);
  * and for every arena: regal_arena_check() == 0, stats.in_use == the sum of
  * regal_usable_size() over its live blocks and of its handles' sizes
- * rounded up to 16, stats.blocks_in_use == their count, mapped <= limit.  Sizes beyond PTRDIFF_MAX (or beyond a limit)
- * must fail with ENOMEM, bad alignments with EINVAL; an arena without a
- * limit must serve everything else.  Any regal error report is a bug too
- * (the sequences are correct by construction).  A violation aborts.
+ * rounded up to 16, stats.blocks_in_use == their count, mapped <= limit.
+ * Sizes beyond PTRDIFF_MAX (or beyond a limit) must fail with ENOMEM, bad
+ * alignments with EINVAL; an arena without a limit must serve everything
+ * else.  Any other regal error report is a bug too (the sequences are
+ * correct by construction).  A violation aborts.
  *
  * Every input ends by destroying its arenas (and freeing what it left in
  * the default arena), so nothing carries over from one input to the next.
@@ -784,8 +785,8 @@ static void op_handle_alloc(struct input *in)
     struct handle *n = &handles[nhandles++];
     *n = (struct handle){.h = h, .size = size, .arena = slot, .fill = fill_byte()};
     unsigned char *p = handle_block(n);
-    CHECK(p != NULL && (uintptr_t)p % 16 == 0, "new handle %#llx: block %p",
-          (unsigned long long)h, (void *)p);
+    CHECK(p != NULL && (uintptr_t)p % 16 == 0, "new handle %#llx: block %p", (unsigned long long)h,
+          (void *)p);
     CHECK(regal_arena_of(p) == NULL, "handle block %p passes for an alloc block", (void *)p);
     for (size_t i = 0; i < nblocks; i++)
         CHECK(p + size <= blocks[i].p || blocks[i].p + blocks[i].usable <= p,
@@ -1061,8 +1062,8 @@ static void finish(bool free_first)
     memset(pools, 0, sizeof pools);
     memset(arenas, 0, sizeof arenas);
     nstale = 0;
-    CHECK(nblocks == 0 && nhandles == 0 && live_bytes == 0, "%zu blocks, %zu handles, %zu bytes left",
-          nblocks, nhandles, live_bytes);
+    CHECK(nblocks == 0 && nhandles == 0 && live_bytes == 0,
+          "%zu blocks, %zu handles, %zu bytes left", nblocks, nhandles, live_bytes);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
