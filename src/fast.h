@@ -26,14 +26,19 @@ RG_INLINE struct rg_page *rg_live_slot(const void *p, enum rg_page_kind kind, ui
 }
 
 /* A slot from the first span of q (owned by the caller), counted in s as
- * a request of requested bytes; NULL when that span has none ready (or a
- * bad link, which the slow path reports). */
+ * a request of requested bytes: a freed one, or a fresh one when that span
+ * is the queue's only one; NULL when that span has none ready (or a bad
+ * link, which the slow path reports). */
 RG_INLINE void *rg_pageq_pop_fast(struct rg_pageq *q, struct rg_counters *s, size_t requested)
 {
     struct rg_page *pg = q->avail;
     void *p = pg != NULL ? pg->free : NULL;
-    if (RG_UNLIKELY(p == NULL))
-        return NULL;
+    if (RG_UNLIKELY(p == NULL)) {
+        p = rg_page_bump(pg);
+        if (p != NULL)
+            rg_counters_alloc(s, pg->slot_size, requested);
+        return p;
+    }
     void *next = rg_link_get(p);
     if (RG_UNLIKELY(!rg_link_ok(pg, next)))
         return NULL;

@@ -37,7 +37,7 @@ struct rg_page {
     uint64_t recip;       /* ceil(2^64 / slot_size): slot index by a multiply */
     uint32_t slot_size;   /* bytes per slot, a multiple of the pool alignment */
     uint32_t capacity;    /* slots in the span */
-    uint32_t carved;      /* slots [0, carved) have been put on the free list */
+    uint32_t carved;      /* slots [0, carved) have been handed out or put on the free list */
     uint32_t used;        /* live slots == popcount(live) */
     uint32_t bytes;       /* capacity * slot_size */
     uint32_t shed;        /* free slots off the free list, their pages given back by a trim */
@@ -174,6 +174,20 @@ RG_INLINE void *rg_page_take(struct rg_page *pg, void *p, void *next)
     pg->used++;
     rg_bit_set(pg->live, rg_slot_index(pg, p));
     return p;
+}
+
+/* The next never-used slot of pg, live now, if pg is the only span of its
+ * queue (no freed slot elsewhere to use first) and has one; else NULL.
+ * Fresh slots go out one by one, touching memory as they do, with no
+ * free-list link written and read back. */
+RG_INLINE void *rg_page_bump(struct rg_page *pg)
+{
+    if (pg == NULL || pg->next != NULL || pg->carved >= pg->capacity)
+        return NULL;
+    uint32_t s = pg->carved++;
+    pg->used++;
+    rg_bit_set(pg->live, s);
+    return pg->start + (size_t)s * pg->slot_size;
 }
 
 /* Takes the first free slot of pg (pg->free != NULL). */
