@@ -646,8 +646,8 @@ struct rg_page *rg_page_of(struct rg_chunk *c, const void *p)
 enum rg_slot_status rg_slot_status(const struct rg_page *pg, const void *p)
 {
     uint32_t i = rg_slot_index(pg, p);
-    if (pg->start + (size_t)i * pg->slot_size != (const uint8_t *)p)
-        return RG_SLOT_INTERIOR;
+    if (pg->start + (size_t)i * pg->slot_size != (const uint8_t *)p || i >= pg->carved)
+        return RG_SLOT_INTERIOR; /* inside a slot, or a slot never handed out */
     return rg_bit_test(pg->live, i) ? RG_SLOT_LIVE : RG_SLOT_FREE;
 }
 

@@ -21,8 +21,12 @@ __extension__ typedef unsigned __int128 rg_u128;
 #define RG_CLASS_COUNT 32
 #define RG_SMALL_MAX   8192
 
-/* Slots per span are capped so that the live-slot bitmap stays 512 bytes. */
-#define RG_PAGE_MAX_SLOTS 4096
+/* Slots per span are capped so that the live-slot bitmap stays 128 bytes
+ * and a page descriptor 224: the descriptors of a pages chunk fill four OS
+ * pages, not ten, which every chunk with a live span keeps resident.  A
+ * span of a class below 64 bytes uses only the start of its page (16-byte
+ * slots: 16 KiB of 64); the rest is never touched. */
+#define RG_PAGE_MAX_SLOTS 1024
 #define RG_DATA_PAGE0     1 /* page 0 of a pages chunk is metadata */
 
 enum rg_page_state { RG_PAGE_FREE = 0, RG_PAGE_HEAD, RG_PAGE_TAIL };
@@ -85,8 +89,7 @@ RG_INLINE struct rg_page *rg_page_desc(struct rg_chunk *c, unsigned i)
 /* Bytes of page 0 that metadata uses. */
 #define RG_PAGES_META (RG_DESC_OFFSET + RG_PAGES_PER_CHUNK * sizeof(struct rg_page))
 static_assert(RG_PAGES_META <= RG_PAGE_SIZE, "page descriptors fit in page 0");
-static_assert(RG_PAGE_SIZE / 16 <= RG_PAGE_MAX_SLOTS,
-              "a page of the smallest class fits the bitmap");
+static_assert(RG_PAGE_MAX_SLOTS * 16 >= 4096, "a span of the smallest class fills an OS page");
 
 /* ---- size classes ---- */
 
@@ -219,7 +222,8 @@ RG_INLINE void *rg_page_alloc(struct regal_arena *a, struct rg_pageq *q)
  * not inside a live span's slot area. */
 struct rg_page *rg_page_of(struct rg_chunk *c, const void *p);
 
-/* What a pointer into a live span is. */
+/* What a pointer into a live span is: a live slot, a freed one, or no
+ * block (inside a slot, or a slot never handed out). */
 enum rg_slot_status { RG_SLOT_LIVE, RG_SLOT_FREE, RG_SLOT_INTERIOR };
 enum rg_slot_status rg_slot_status(const struct rg_page *pg, const void *p);
 
@@ -250,13 +254,12 @@ RG_INLINE struct rg_page *rg_page_slot(struct rg_chunk *c, void *p, enum rg_page
     unsigned top = __atomic_load_n(&((const struct rg_pages_chunk *)c)->top, __ATOMIC_RELAXED);
     if (RG_UNLIKELY((RG_CHECKS && i >= top) || pg->state != RG_PAGE_HEAD || pg->kind != kind))
         return NULL; /* page 0 is never a HEAD */
-    /* p is inside the head page: a class slot (16 bytes or more) has
-     * s < RG_PAGE_MAX_SLOTS, so its live bit exists, and slots at or past
-     * capacity are never live; pool slots may be smaller. */
+    /* p is inside the head page, maybe past the span's last slot (the
+     * bitmap has bits for capacity slots only). */
     size_t off = (size_t)((uint8_t *)p - pg->start);
     uint32_t s = rg_slot_index(pg, p);
-    if (RG_CHECKS && RG_UNLIKELY((kind != RG_PAGE_CLASS && s >= pg->capacity) ||
-                                 (size_t)s * pg->slot_size != off || !rg_bit_test(pg->live, s)))
+    if (RG_CHECKS && RG_UNLIKELY(s >= pg->capacity || (size_t)s * pg->slot_size != off ||
+                                 !rg_bit_test(pg->live, s)))
         return NULL;
     *slot = s;
     return pg;

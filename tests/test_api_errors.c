@@ -239,6 +239,36 @@ Test(errors, freeing_a_wild_address_is_reported_and_ignored)
     regal_arena_destroy(a);
 }
 
+/* Addresses in the page of a span of 16-byte blocks past its last slot,
+ * or at a slot never handed out, are no blocks: reported as invalid,
+ * nothing freed. */
+Test(errors, freeing_an_address_past_the_slots_of_a_page_is_reported_and_ignored)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    neighbours nb;
+    neighbours_alloc(&nb, a, 16);
+    char *p = regal_alloc(a, 16);
+    cr_assert_not_null(p);
+    char *page = (char *)((uintptr_t)p & ~(uintptr_t)(64 * KiB - 1));
+    const size_t offsets[] = {16 * 600, 16 * KiB, 32 * KiB, 64 * KiB - 16};
+    for (size_t i = 0; i < ARRAY_LEN(offsets); i++) {
+        char what[64];
+        snprintf(what, sizeof what, "page+%zu of a page of 16-byte blocks", offsets[i]);
+        check_invalid_free(a, page + offsets[i], what);
+        error_log log;
+        error_log_install(&log);
+        cr_assert_eq(regal_usable_size(page + offsets[i]), 0, "%s", what);
+        cr_assert_eq(log.count, 1, "%s: usable_size reported %d times", what, log.count);
+        error_log_remove();
+    }
+    regal_free(p);
+    check_still_serves(a, &nb, 16);
+    neighbours_check_and_free(&nb);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
 static void check_interior_frees(size_t size)
 {
     regal_arena *a = regal_arena_create(NULL);
