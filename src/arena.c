@@ -319,7 +319,7 @@ regal_arena *regal_arena_create(const regal_arena_config *cfg)
         errno = EINVAL;
         return NULL;
     }
-    if (cfg && cfg->limit != 0 && cfg->limit < RG_PAGES_META) {
+    if (cfg && cfg->limit != 0 && cfg->limit < chunk_meta_bytes(RG_CHUNK_PAGES)) {
         errno = ENOMEM; /* not even the arena's own page fits */
         return NULL;
     }

@@ -143,6 +143,28 @@ Test(limit, mapped_never_exceeds_the_limit_under_mixed_sizes)
     regal_arena_destroy(a);
 }
 
+/* A limit too small for the arena's own metadata refuses the arena; any
+ * other limit holds from the start. */
+Test(limit, an_arena_is_created_only_within_its_limit)
+{
+    size_t refused = 0;
+    for (size_t limit = 1; limit <= 128 * KiB; limit += 509) {
+        regal_arena_config cfg = {.limit = limit};
+        errno = 0;
+        regal_arena *a = regal_arena_create(&cfg);
+        if (a == NULL) {
+            cr_assert_eq(errno, ENOMEM, "limit %zu: errno %d", limit, errno);
+            refused++;
+            continue;
+        }
+        regal_stats s = stats_of(a);
+        cr_assert_leq(s.mapped, limit, "limit %zu: the new arena maps %zu", limit, s.mapped);
+        cr_assert_eq(regal_arena_check(a), 0, "limit %zu", limit);
+        regal_arena_destroy(a);
+    }
+    cr_assert_gt(refused, 0, "some limits are too small for any arena");
+}
+
 Test(limit, a_budget_far_below_a_chunk_is_mostly_usable)
 {
     const size_t limit = 256 * KiB;
