@@ -357,6 +357,25 @@ static bool resize_small_fast(regal_arena *a, struct rg_theap *h, void *p, size_
     return true;
 }
 
+/* Moves class block p of arena a (its span pg) to a new block of a by the
+ * paths malloc and free take: no arena lock, and the new block comes from
+ * the caller's own spans.  Moving under the lock (realloc_move) took it
+ * from the arena's shared spans, whose later frees all went the remote way
+ * (sqlite3 reallocs about a million small blocks across classes: 5% of its
+ * instructions went there, against 2% for glibc's realloc). */
+static void *realloc_class_move(regal_arena *a, struct rg_page *pg, void *p, size_t size)
+{
+    if (!size_is_sane(size))
+        return NULL;
+    size_t old = pg->slot_size; /* p is live: its span stays */
+    void *n = regal_alloc(a, size);
+    if (n == NULL)
+        return NULL;
+    memcpy(n, p, old < size ? old : size);
+    rg_free_checked(p);
+    return n;
+}
+
 void *regal_realloc(regal_arena *a, void *p, size_t size)
 {
     if (p == NULL)
@@ -364,6 +383,9 @@ void *regal_realloc(regal_arena *a, void *p, size_t size)
     struct rg_theap *h = size <= RG_SMALL_MAX ? rg_theap_of(a) : NULL;
     if (h != NULL && resize_small_fast(a, h, p, size))
         return p;
+    struct rg_page *pg = rg_class_block(p); /* untracked arenas only */
+    if (pg != NULL && rg_chunk_of(p)->arena == a)
+        return realloc_class_move(a, pg, p, size);
     if (!arena_is_usable(a) || !size_is_sane(size))
         return NULL;
     if (rg_arena_tracked(a) || rg_owner_tracked(p))
