@@ -344,26 +344,51 @@ static void *realloc_move(regal_arena *a, regal_arena *from, struct rg_ref *ref,
     return n;
 }
 
-/* A small block of a that keeps its size class: no lock, no move (h is
- * the caller's theap of a; the slot's span does not change while it is
- * live). */
-static bool resize_small_fast(regal_arena *a, struct rg_theap *h, void *p, size_t size)
+/* Moves class block p of arena a (its span pg) to a new block of a by the
+ * paths malloc and free take: no arena lock, and the new block comes from
+ * the caller's own spans.  Moving under the lock (realloc_move) took it
+ * from the arena's shared spans, whose later frees all went the remote way
+ * (sqlite3 reallocs about a million small blocks across classes: 5% of its
+ * instructions went there, against 2% for glibc's realloc). */
+static void *realloc_class_move(regal_arena *a, struct rg_page *pg, void *p, size_t size)
 {
-    struct rg_page *pg = rg_class_block(p);
-    if (pg == NULL || rg_chunk_of(p)->arena != a ||
-        rg_class_size[rg_size_class(size)] != pg->slot_size)
-        return false;
-    rg_counters_resize(&h->st, pg->slot_size, pg->slot_size, size);
-    return true;
+    if (!size_is_sane(size))
+        return NULL;
+    size_t old = pg->slot_size; /* p is live: its span stays */
+    void *n = regal_alloc(a, size);
+    if (n == NULL)
+        return NULL;
+    memcpy(n, p, old < size ? old : size);
+    rg_free_checked(p);
+    return n;
+}
+
+/* Class block p of arena a (its span pg): in place while the size keeps
+ * its class, counted in the caller's theap with no lock (under the lock
+ * when the caller has none yet); else moved. */
+static void *realloc_class(regal_arena *a, struct rg_page *pg, void *p, size_t size)
+{
+    size_t slot = pg->slot_size;
+    if (size > RG_SMALL_MAX || rg_class_size[rg_size_class(size)] != slot)
+        return realloc_class_move(a, pg, p, size);
+    struct rg_theap *h = rg_theap_of(a);
+    if (RG_LIKELY(h != NULL)) {
+        rg_counters_resize(&h->st, slot, slot, size);
+        return p;
+    }
+    rg_arena_lock(a);
+    rg_stats_resize(a, slot, slot, size);
+    rg_arena_unlock(a);
+    return p;
 }
 
 void *regal_realloc(regal_arena *a, void *p, size_t size)
 {
     if (p == NULL)
         return regal_alloc(a, size);
-    struct rg_theap *h = size <= RG_SMALL_MAX ? rg_theap_of(a) : NULL;
-    if (h != NULL && resize_small_fast(a, h, p, size))
-        return p;
+    struct rg_page *pg = rg_class_block(p); /* untracked arenas only */
+    if (pg != NULL && rg_chunk_of(p)->arena == a)
+        return realloc_class(a, pg, p, size);
     if (!arena_is_usable(a) || !size_is_sane(size))
         return NULL;
     if (rg_arena_tracked(a) || rg_owner_tracked(p))

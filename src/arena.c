@@ -64,6 +64,8 @@ bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)
 bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to)
 {
     size_t fresh = rg_chunk_uncommitted(c, from, to);
+    if (fresh == 0 && c->kind != RG_CHUNK_PAGES)
+        return true; /* the usual heap case: nothing to count, no bit to set */
     if (fresh > 0) { /* a purge may decommit part of [from, to) too: count again */
         rg_purge_maybe(a);
         fresh = rg_chunk_uncommitted(c, from, to);

@@ -130,21 +130,31 @@ static uint64_t word_mask(size_t lo, size_t hi)
     return (hi == 64 ? ~0ull : (1ull << hi) - 1) & (~0ull << lo);
 }
 
+/* Set bits of v under mask, which holds width bits.  All set or all clear
+ * are the common cases, and need no popcount (a libgcc call on baseline
+ * x86-64): the heap counts the granules of every free block that enters
+ * a free list. */
+static size_t bits_in(uint64_t v, uint64_t mask, size_t width)
+{
+    v &= mask;
+    if (v == mask)
+        return width;
+    return v == 0 ? 0 : (size_t)__builtin_popcountll(v);
+}
+
 size_t rg_chunk_committed_in(const struct rg_chunk *c, size_t from, size_t to)
 {
-    size_t n = 0, end = granule_end(to);
-    for (size_t g = granule_first(from); g < end;) {
-        size_t w = g / 64, hi = end - w * 64 < 64 ? end - w * 64 : 64;
-        uint64_t mask = word_mask(g % 64, hi), v = c->committed[w] & mask;
-        /* All set or all clear are the common cases, and need no popcount
-         * (a libgcc call on baseline x86-64): the heap counts the granules
-         * of every free block that enters or leaves a free list. */
-        if (v == mask)
-            n += hi - g % 64;
-        else if (v != 0)
-            n += (size_t)__builtin_popcountll(v);
-        g = w * 64 + hi;
-    }
+    size_t g = granule_first(from), end = granule_end(to);
+    if (g >= end)
+        return 0;
+    size_t w = g / 64, last = (end - 1) / 64, lo = g % 64, hi = end - last * 64;
+    if (w == last)
+        return bits_in(c->committed[w], word_mask(lo, hi), hi - lo) * RG_GRANULE;
+    /* First and last words in part, the ones between whole. */
+    size_t n = bits_in(c->committed[w], word_mask(lo, 64), 64 - lo) +
+               bits_in(c->committed[last], word_mask(0, hi), hi);
+    while (++w < last)
+        n += bits_in(c->committed[w], ~0ull, 64);
     return n * RG_GRANULE;
 }
 

@@ -4,9 +4,9 @@
  * chunks.
  *
  * Block layout: a 16-byte header {size|flags, check}; the user's bytes
- * follow.  A free block also holds two list links after the header and its
- * size in its last word (the footer), so the block after it can find it:
- * the boundary tag.  A used block needs no footer; its successor's
+ * follow.  A free block also holds two list links and its dirty bytes after
+ * the header, and its size in its last word (the footer), so the block
+ * after it can find it: the boundary tag.  A used block needs no footer; its successor's
  * RG_HB_PREV_FREE flag says whether the footer before it is valid.
  *
  * Invariants (checked by rg_heap_check):
@@ -19,6 +19,8 @@
  *  5. Every free block is on list heads[f][s] for (f, s) = mapping(size),
  *     and only there; bit s of sl_map[f] <=> heads[f][s] != NULL; bit f of
  *     fl_map <=> sl_map[f] != 0.
+ *  6. A free block's dirty field equals the committed bytes of its
+ *     interior (block_dirty).
  *
  * The chunk key changes on every reset, so headers left from before a reset
  * no longer pass invariant 2: a stale pointer is an invalid free, never a
@@ -44,6 +46,7 @@
 struct rg_heap_chunk {
     struct rg_chunk base;
     uint64_t epoch; /* resets so far; part of the key */
+    uint64_t key;   /* chunk_key_of(epoch), set by rg_heap_chunk_init */
 };
 
 #define HEAP_BEGIN RG_HEAP_META /* first block, after the chunk header */
@@ -64,9 +67,15 @@ static size_t bsize(const struct rg_hblock *b)
     return b->size & ~RG_HB_FLAGS;
 }
 
+static uint64_t chunk_key_of(uint64_t epoch)
+{
+    return rg_os_secret() ^ epoch * 0x9e3779b97f4a7c15ull;
+}
+
+/* Kept in the chunk header: every header write and check needs it. */
 static uint64_t chunk_key(const struct rg_chunk *c)
 {
-    return rg_os_secret() ^ ((const struct rg_heap_chunk *)c)->epoch * 0x9e3779b97f4a7c15ull;
+    return ((const struct rg_heap_chunk *)c)->key;
 }
 
 static size_t check_of(const struct rg_hblock *b, size_t size_field)
@@ -157,7 +166,8 @@ static void list_insert(struct rg_heap *h, struct rg_hblock *b)
     h->heads[f][s] = b;
     h->sl_map[f] |= (uint16_t)(1u << s);
     h->fl_map |= 1u << f;
-    rg_arena_dirty_add(rg_chunk_of(b)->arena, block_dirty(b));
+    b->dirty = block_dirty(b);
+    rg_arena_dirty_add(rg_chunk_of(b)->arena, b->dirty);
 }
 
 static void list_remove(struct rg_heap *h, struct rg_hblock *b)
@@ -175,7 +185,7 @@ static void list_remove(struct rg_heap *h, struct rg_hblock *b)
         if (h->sl_map[f] == 0)
             h->fl_map &= ~(1u << f);
     }
-    rg_arena_dirty_sub(rg_chunk_of(b)->arena, block_dirty(b));
+    rg_arena_dirty_sub(rg_chunk_of(b)->arena, b->dirty);
 }
 
 /* A free block of at least size bytes, in O(1).  The head of size's own
@@ -253,6 +263,8 @@ static uint8_t *aligned_user(struct rg_hblock *b, size_t align)
 
 void rg_heap_chunk_init(struct regal_arena *a, struct rg_chunk *c)
 {
+    struct rg_heap_chunk *hc = (struct rg_heap_chunk *)c;
+    hc->key = chunk_key_of(hc->epoch);
     struct rg_hblock *b = (struct rg_hblock *)((uint8_t *)c + HEAP_BEGIN);
     set_header(b, HEAP_SPAN, RG_HB_FREE);
     list_insert(&a->heap, b); /* no footer: nothing follows it */
@@ -408,19 +420,20 @@ size_t rg_heap_largest_free_resident(const struct rg_heap *h)
         return 0;
     size_t from, to;
     block_interior(big, &from, &to);
-    return best - RG_HB_HEADER - (to - from) + block_dirty(big);
+    return best - RG_HB_HEADER - (to - from) + big->dirty;
 }
 
 /* Gives back the interior of free block b (its header, links and footer
  * stay); bytes released. */
 static size_t trim_block(struct regal_arena *a, struct rg_hblock *b)
 {
-    if (block_dirty(b) == 0)
+    if (b->dirty == 0)
         return 0;
     size_t from, to;
     block_interior(b, &from, &to);
     size_t released = rg_chunk_decommit(rg_chunk_of(b), from, to);
     rg_arena_purged(a, released);
+    b->dirty -= released;
     return released;
 }
 
@@ -510,6 +523,9 @@ static bool block_is_valid(struct rg_heap *h, struct rg_hblock *b, bool prev_fre
         l = l->next_free;
     if (l == NULL)
         return rg_check_fail(b, "heap block %p: free but not on its list (invariant 5)", (void *)b);
+    if (b->dirty != block_dirty(b))
+        return rg_check_fail(b, "heap block %p: dirty %zu, interior holds %zu (invariant 6)",
+                             (void *)b, b->dirty, block_dirty(b));
     ++*nfree;
     return true;
 }

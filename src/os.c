@@ -11,11 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
-size_t rg_os_page_size(void)
+size_t rg_os_page;
+
+size_t rg_os_page_size_init(void)
 {
-    static size_t page;
-    if (RG_UNLIKELY(page == 0))
-        page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    __atomic_store_n(&rg_os_page, page, __ATOMIC_RELAXED); /* the same value from any thread */
     return page;
 }
 

@@ -19,7 +19,15 @@ bool rg_os_grow(void *p, size_t old_size, size_t new_size);
  * fault), the rest reads as zero.  NULL (the old mapping unchanged) on
  * failure. */
 void *rg_os_move_grow(void *p, size_t old_size, size_t new_size, size_t align, uintptr_t limit);
-size_t rg_os_page_size(void);
+/* The OS page size: inline, because the heap asks on every free-list
+ * insertion (the pages inside a free block are its dirty memory). */
+extern size_t rg_os_page;
+size_t rg_os_page_size_init(void);
+RG_INLINE size_t rg_os_page_size(void)
+{
+    size_t page = __atomic_load_n(&rg_os_page, __ATOMIC_RELAXED);
+    return RG_LIKELY(page != 0) ? page : rg_os_page_size_init();
+}
 /* Milliseconds of CLOCK_MONOTONIC_COARSE (the vDSO, no system call; a tick
  * of 1 to 10 ms): the purge policy's clock, read on slow paths only.
  * Never 0. */

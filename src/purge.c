@@ -93,9 +93,14 @@ void rg_purge_maybe(regal_arena *a)
 {
     if (a->dirty == 0)
         return;
-    size_t held = a->dirty - a->large_cache_bytes, cap = rg_purge_cap(a);
-    if (held > cap)
-        purge_held(a, held - cap / 2);
+    size_t held = a->dirty - a->large_cache_bytes;
+    /* An automatic cap is at least RG_PURGE_CAP_MIN: below that, in_use
+     * (a sum over the arena's theaps) is not needed. */
+    if (held > RG_PURGE_CAP_MIN || a->purge_cap != RG_PURGE_CAP_AUTO) {
+        size_t cap = rg_purge_cap(a);
+        if (held > cap)
+            purge_held(a, held - cap / 2);
+    }
     if (a->purge_delay == RG_PURGE_DELAY_OFF || a->dirty == 0)
         return;
     if (a->purge_delay == 0) {

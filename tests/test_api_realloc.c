@@ -274,6 +274,36 @@ Test(realloc, within_the_usable_size_keeps_the_pointer)
     regal_arena_destroy(a);
 }
 
+/* A small block moved to another class comes from the caller's own spans,
+ * like a malloc: freed, it is the next block of its class the thread gets.
+ * (It came from the arena's shared spans, and every free of it went the
+ * remote way.) */
+Test(realloc, of_a_small_block_to_another_class_takes_it_from_the_callers_spans)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    void *warm = regal_alloc(a, 100); /* the thread now has a span of that class */
+    cr_assert_not_null(warm);
+
+    for (int i = 0; i < 8; i++) {
+        void *p = regal_alloc(a, 24);
+        cr_assert_not_null(p);
+        fill_pattern(p, 24, 7);
+        void *q = regal_realloc(a, p, 100);
+        cr_assert_not_null(q);
+        cr_assert_neq(q, p, "24 and 100 bytes share a class");
+        cr_assert(pattern_intact(q, 24, 7));
+        regal_free(q);
+        void *r = regal_alloc(a, 100);
+        cr_assert_eq(r, q, "round %d: the freed block %p is not reused (got %p)", i, q, r);
+        regal_free(r);
+    }
+
+    regal_free(warm);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
 Test(realloc, moves_a_block_into_the_target_arena)
 {
     static const size_t sizes[] = {100, 100 * KiB, 4 * MiB};
