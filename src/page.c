@@ -33,11 +33,14 @@
 #include "os.h"
 #include "purge.h"
 
-#define C(b, s) ((1u << (b)) + (s) * (1u << ((b)-2)))
-#define QUAD(b) C(b, 1), C(b, 2), C(b, 3), C(b, 4)
+#define C(b, s, n) ((1u << (b)) + (s) * (1u << (b)) / (n))
+#define QUAD(b)    C(b, 1, 4), C(b, 2, 4), C(b, 3, 4), C(b, 4, 4)
+#define OCT(b)                                                                                     \
+    C(b, 1, 8), C(b, 2, 8), C(b, 3, 8), C(b, 4, 8), C(b, 5, 8), C(b, 6, 8), C(b, 7, 8), C(b, 8, 8)
 const uint32_t rg_class_size[RG_CLASS_COUNT] = {
-    16, 32, 48, 64, 80, 96, 112, 128, QUAD(7), QUAD(8), QUAD(9), QUAD(10), QUAD(11), QUAD(12),
+    16, 32, 48, 64, 80, 96, 112, 128, QUAD(7), QUAD(8), QUAD(9), 1088, OCT(10), 2176, OCT(11), 4352, OCT(12),
 };
+#undef OCT
 #undef QUAD
 #undef C
 
@@ -347,8 +350,7 @@ static void mark_pages(uint64_t *pages, size_t from, size_t to, unsigned shift)
 }
 
 /* Whether the link of free slot f lies in pages marked in kept. */
-static bool link_kept(const struct rg_page *pg, const void *f, const uint64_t *kept,
-                      unsigned shift)
+static bool link_kept(const struct rg_page *pg, const void *f, const uint64_t *kept, unsigned shift)
 {
     size_t off = (size_t)((const uint8_t *)f - pg->start);
     return bit_on_at(kept, off >> shift) && bit_on_at(kept, (off + sizeof(void *) - 1) >> shift);

@@ -43,6 +43,14 @@ Test(page, waste_is_under_a_quarter_above_64_bytes)
         cr_assert_lt(rg_class_size[rg_size_class(n)] - n, 16u);
 }
 
+Test(page, waste_is_under_an_eighth_above_1_kib)
+{
+    for (size_t n = 1025; n <= RG_SMALL_MAX; n++) {
+        size_t u = rg_class_size[rg_size_class(n)];
+        cr_assert_lt((u - n) * 8, u, "size %zu wastes %zu of %zu", n, u - n, u);
+    }
+}
+
 /* The multiply-shift slot index must equal the true quotient for every
  * offset a span can hold, for every slot size a class or pool can have. */
 static void check_slot_index(uint32_t slot, size_t span_bytes)
