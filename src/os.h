@@ -6,8 +6,9 @@
 #include "common.h"
 
 /* Maps size bytes (a multiple of the OS page) at an address p such that
- * p + offset is a multiple of align (a power of two >= the OS page; offset a
- * multiple of the OS page).  NULL on failure. */
+ * p + offset is a multiple of align (a power of two; offset a multiple of
+ * the OS page).  One mmap when align is at most the OS page, or when the
+ * range below the previous aligned mapping is free; NULL on failure. */
 void *rg_os_map_aligned(size_t size, size_t align, size_t offset);
 void rg_os_unmap(void *p, size_t size);
 /* Gives the pages back to the OS; they read as zero afterwards. */

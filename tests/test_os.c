@@ -1,0 +1,66 @@
+/*
+ * Unit tests of src/os.c: aligned mappings, made just below the previous
+ * one when that range is free, and still aligned when it is not.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "helpers.h"
+#include "os.h"
+
+static bool aligned(const void *p, size_t align, size_t offset)
+{
+    return ((uintptr_t)p + offset) % align == 0;
+}
+
+Test(os, aligned_mappings_are_aligned_for_every_alignment_and_offset)
+{
+    const size_t cases[][3] = {
+        /* size, align, offset */
+        {4 * MiB, 4 * MiB, 0},   {12 * MiB, 4 * MiB, 0}, {64 << 10, 64, 0},
+        {64 << 10, 4096, 0},     {8 * MiB, 8 * MiB, 4 * MiB},
+        {20 * MiB, 16 * MiB, 4 * MiB},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int rep = 0; rep < 3; rep++) {
+            uint8_t *p = rg_os_map_aligned(cases[i][0], cases[i][1], cases[i][2]);
+            cr_assert_not_null(p);
+            cr_assert(aligned(p, cases[i][1], cases[i][2]), "case %zu: %p", i, (void *)p);
+            p[0] = p[cases[i][0] - 1] = 1; /* the whole size is mapped */
+            rg_os_unmap(p, cases[i][0]);
+        }
+    }
+}
+
+/* The kernel hands out mappings top-down: a second chunk lands right below
+ * the first, one mmap, where over-mapping and trimming took three. */
+Test(os, a_second_chunk_lands_just_below_the_first)
+{
+    uint8_t *first = rg_os_map_aligned(4 * MiB, 4 * MiB, 0);
+    uint8_t *second = rg_os_map_aligned(4 * MiB, 4 * MiB, 0);
+    cr_assert_not_null(first);
+    cr_assert_not_null(second);
+    cr_assert_eq(second, first - 4 * MiB);
+    rg_os_unmap(first, 4 * MiB);
+    rg_os_unmap(second, 4 * MiB);
+}
+
+/* Something else took the range below the last chunk: the hint fails, and
+ * the mapping is still aligned and overlaps nothing. */
+Test(os, a_taken_hint_still_gives_an_aligned_mapping)
+{
+    uint8_t *first = rg_os_map_aligned(4 * MiB, 4 * MiB, 0);
+    cr_assert_not_null(first);
+    uint8_t *taken = mmap(first - 2 * MiB, 2 * MiB, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (taken == MAP_FAILED)
+        cr_skip_test("the range below the chunk was taken already");
+    uint8_t *second = rg_os_map_aligned(4 * MiB, 4 * MiB, 0);
+    cr_assert_not_null(second);
+    cr_assert(aligned(second, 4 * MiB, 0));
+    cr_assert(second + 4 * MiB <= taken || second >= first + 4 * MiB);
+    munmap(taken, 2 * MiB);
+    rg_os_unmap(first, 4 * MiB);
+    rg_os_unmap(second, 4 * MiB);
+}
