@@ -43,7 +43,6 @@ struct regal_arena {
     struct rg_pageq meta;     /* the arena's own objects: pools */
     struct regal_pool *pools; /* live pools */
     struct rg_heap heap;
-    struct rg_handles handles;      /* relocatable blocks (handle.c) */
     struct regal_arena *next_arena; /* every live arena, for fork (arena.c) */
     struct regal_arena *prev_arena;
     /* The purge policy (purge.c). */
@@ -52,6 +51,11 @@ struct regal_arena {
     uint64_t dirty_since; /* rg_os_now_ms() when dirty memory was first seen; 0 = not yet */
     uint64_t purge_delay; /* ms; RG_PURGE_DELAY_OFF */
     size_t purge_cap;     /* bytes; RG_PURGE_CAP_AUTO, RG_PURGE_CAP_OFF */
+    /* Last, and past the first 4 KiB of the home chunk: every field above
+     * is written when an arena is made or used, handles only by programs
+     * that use them, so the others never fault in a second OS page for
+     * the arena (keep the fields above under 4 KiB). */
+    struct rg_handles handles; /* relocatable blocks (handle.c) */
 };
 
 static_assert(sizeof(struct regal_arena) <= RG_DESC_OFFSET,
