@@ -281,11 +281,8 @@ static RG_COLD void free_slow(void *p)
     rg_arena_unlock(a);
 }
 
-size_t regal_usable_size(const void *p)
+static RG_NOINLINE size_t usable_size_slow(const void *p)
 {
-    struct rg_page *pg = rg_class_block(p); /* no lock for small blocks */
-    if (RG_LIKELY(pg != NULL))
-        return pg->slot_size;
     if (p == NULL)
         return 0;
     if (rg_owner_tracked(p))
@@ -297,6 +294,17 @@ size_t regal_usable_size(const void *p)
     size_t n = rg_ref_usable(&ref, p);
     rg_arena_unlock(a);
     return n;
+}
+
+/* A leaf for small blocks, with no frame: programs that count their memory
+ * ask for the size of every block they allocate and free (redis does,
+ * through malloc_usable_size: as many calls as mallocs and frees). */
+size_t regal_usable_size(const void *p)
+{
+    struct rg_page *pg = rg_class_block(p); /* no lock for small blocks */
+    if (RG_LIKELY(pg != NULL))
+        return pg->slot_size;
+    return usable_size_slow(p);
 }
 
 regal_arena *regal_arena_of(const void *p)

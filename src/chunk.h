@@ -42,7 +42,9 @@ RG_INLINE struct rg_chunk *rg_chunk_of(const void *ptr)
 
 #define RG_ADDRESS_BITS 48
 #define RG_MAP_WORDS    (((size_t)1 << (RG_ADDRESS_BITS - RG_CHUNK_SHIFT)) / 64)
-extern uint64_t rg_chunk_map_bits[RG_MAP_WORDS];
+/* Hidden here too, not only where it is defined: the fast paths of free
+ * and malloc_usable_size then address it directly, not through the GOT. */
+extern __attribute__((visibility("hidden"))) uint64_t rg_chunk_map_bits[RG_MAP_WORDS];
 
 /* True when ptr's chunk is mapped by regal.  Reads only the chunk map, never
  * the address itself, so it is safe for any pointer value. */
