@@ -20,14 +20,20 @@ __thread struct rg_tl rg_tl __attribute__((tls_model("initial-exec")));
 /* Recycled theaps first, then the rest of the current slab, carved one
  * theap at a time: a slab is mapped untouched, and a process with one
  * thread faults in the pages of one theap, not all 64 KiB of its slab
- * (bench/small_rss: 16 page faults at the first malloc, now 1). */
+ * (bench/small_rss: 16 page faults at the first malloc, now 1).  The first
+ * slab is static and holds one theap, the first thread's: a
+ * single-threaded process maps no slab at all. */
+static union {
+    struct rg_theap h;
+    uint8_t bytes[(sizeof(struct rg_theap) + 63) / 64 * 64];
+} first_slab __attribute__((aligned(64)));
 static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rg_theap *free_theaps;
-static uint8_t *slab_next, *slab_end;
+static uint8_t *slab_next = first_slab.bytes, *slab_end = first_slab.bytes + sizeof first_slab;
 
 static struct rg_theap *slab_carve(void)
 {
-    if (slab_next == NULL || (size_t)(slab_end - slab_next) < THEAP_BYTES) {
+    if ((size_t)(slab_end - slab_next) < THEAP_BYTES) {
         uint8_t *m = rg_os_map_aligned(SLAB_BYTES, 64, 0);
         if (m == NULL)
             return NULL;
