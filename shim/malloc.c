@@ -138,9 +138,14 @@ SHIM void *pvalloc(size_t size)
     return aligned(page, rounded);
 }
 
+/* regal_usable_size inlined: some programs (redis) ask for the size of
+ * every block they allocate or free. */
 SHIM size_t malloc_usable_size(void *p)
 {
-    return p == NULL ? 0 : regal_usable_size(p);
+    struct rg_page *pg = rg_class_block(p);
+    if (RG_LIKELY(pg != NULL))
+        return pg->slot_size;
+    return rg_usable_size_slow(p);
 }
 
 SHIM int malloc_trim(size_t pad)

@@ -281,7 +281,7 @@ static RG_COLD void free_slow(void *p)
     rg_arena_unlock(a);
 }
 
-static RG_NOINLINE size_t usable_size_slow(const void *p)
+RG_NOINLINE size_t rg_usable_size_slow(const void *p)
 {
     if (p == NULL)
         return 0;
@@ -304,7 +304,7 @@ size_t regal_usable_size(const void *p)
     struct rg_page *pg = rg_class_block(p); /* no lock for small blocks */
     if (RG_LIKELY(pg != NULL))
         return pg->slot_size;
-    return usable_size_slow(p);
+    return rg_usable_size_slow(p);
 }
 
 regal_arena *regal_arena_of(const void *p)

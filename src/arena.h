@@ -194,6 +194,10 @@ void rg_free_uncounted(void *p);
 /* Locks p's arena if p is a live block and returns it with the block's
  * reference; otherwise reports nothing and returns NULL with *status set. */
 regal_arena *rg_block_lock(const void *p, struct rg_ref *ref, enum rg_ref_status *status);
+/* regal_usable_size of anything but a live class block of an untracked
+ * arena (which rg_class_block, fast.h, answers): 0 for NULL, and 0 with a
+ * report for what is not a live block. */
+size_t rg_usable_size_slow(const void *p);
 /* Whether p lies in a chunk of a tracked arena (quiet, any pointer). */
 bool rg_owner_tracked(const void *p);
 /* Reports what p is (it was not a live block) for operation op. */
