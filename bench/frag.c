@@ -29,8 +29,8 @@
  *
  * Built a second time as frag_handles (-DFRAG_HANDLES, linked with regal):
  * the same blocks are relocatable blocks of one regal arena
- * (regal_handle_alloc), and in place of --trim the end runs
- * regal_arena_compact and regal_arena_trim on it.
+ * (regal_handle_alloc), and --trim runs regal_arena_compact and
+ * regal_arena_trim on it before malloc_trim.
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -111,7 +111,6 @@ static void release(struct block *b, const char *when)
     b->p = 0;
 }
 
-#ifndef FRAG_HANDLES
 /* The function of whatever allocator answers to name; NULL if none.  The
  * memcpy is POSIX's way from dlsym's void * to a function pointer. */
 static void (*symbol(const char *name))(void)
@@ -122,18 +121,18 @@ static void (*symbol(const char *name))(void)
         memcpy(&fn, &sym, sizeof fn);
     return fn;
 }
-#endif
 
-/* malloc_trim(0); 0 if no allocator has it.  For handles: compaction,
- * then a trim of the arena. */
+/* malloc_trim(0); 0 if no allocator has it.  For handles: compaction and
+ * a trim of the handle arena first (malloc_trim then gives back what the
+ * index of blocks left behind as it grew). */
 static int trim(void)
 {
+    int released = 0;
 #ifdef FRAG_HANDLES
-    return regal_arena_compact(arena) + regal_arena_trim(arena) > 0;
-#else
-    int (*fn)(size_t) = (int (*)(size_t))symbol("malloc_trim");
-    return fn != NULL ? fn(0) : 0;
+    released = regal_arena_compact(arena) + regal_arena_trim(arena) > 0;
 #endif
+    int (*fn)(size_t) = (int (*)(size_t))symbol("malloc_trim");
+    return (fn != NULL && fn(0)) || released;
 }
 
 /* The allocator's own account of its memory on stderr (malloc_stats), for
