@@ -19,7 +19,6 @@
  * patterns; --scale multiplies OPS.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "workload.h"
 
@@ -67,8 +66,7 @@ int main(int argc, char **argv)
 
     struct wl_rng rng;
     wl_rng_init(&rng, seed, 0);
-    struct wl_block *slots = wl_malloc(nslots * sizeof *slots);
-    memset(slots, 0, nslots * sizeof *slots);
+    struct wl_block *slots = wl_blocks_new(nslots);
 
     double t0 = wl_now();
     for (size_t i = 0; i < ops; i++) {

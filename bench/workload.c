@@ -295,6 +295,13 @@ void wl_block_replace(struct wl_block *b, size_t size, uint64_t tag)
     wl_fill(b->p, size, tag);
 }
 
+struct wl_block *wl_blocks_new(size_t n)
+{
+    struct wl_block *b = wl_malloc(n * sizeof *b);
+    memset(b, 0, n * sizeof *b);
+    return b;
+}
+
 void wl_blocks_free(struct wl_block *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

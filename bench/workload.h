@@ -106,6 +106,8 @@ struct wl_block {
 /* Checks and frees b's block if it has one, then gives it a new block of
  * size bytes filled for tag. */
 void wl_block_replace(struct wl_block *b, size_t size, uint64_t tag);
+/* An array of n empty slots (wl_malloc: exits if it cannot). */
+struct wl_block *wl_blocks_new(size_t n);
 /* Checks and frees every block of b[0..n), then the array itself. */
 void wl_blocks_free(struct wl_block *b, size_t n);
 
