@@ -61,10 +61,10 @@ bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)
     return true;
 }
 
-bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to)
+bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to, bool was_dirty)
 {
     size_t fresh = rg_chunk_uncommitted(c, from, to);
-    if (fresh == 0 && c->kind != RG_CHUNK_PAGES)
+    if (fresh == 0 && !was_dirty)
         return true; /* the usual heap case: nothing to count, no bit to set */
     if (fresh > 0) { /* a purge may decommit part of [from, to) too: count again */
         rg_purge_maybe(a);
@@ -76,9 +76,8 @@ bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to)
                 return false;
         }
     }
-    /* In a pages chunk the range is free pages becoming a span (span_take):
-     * what of it is still committed was dirty. */
-    if (c->kind == RG_CHUNK_PAGES)
+    /* Counted after the purge, which may have given part of it back. */
+    if (was_dirty)
         rg_arena_dirty_sub(a, rg_chunk_committed_in(c, from, to));
     a->mapped += fresh;
     rg_chunk_set_committed(c, from, to);

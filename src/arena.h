@@ -126,9 +126,10 @@ RG_INLINE bool rg_arena_tracked(const regal_arena *a)
 /* Counts bytes [from, to) of chunk c (offsets from c) as committed; false
  * (nothing changed) when that would pass the arena's limit even after
  * dropping its caches.  Runs the purge policy first when fresh memory is
- * needed.  In a pages chunk the range must be free pages becoming a span:
- * what of it is still committed stops counting as dirty. */
-bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to);
+ * needed.  was_dirty: the range is free memory counted as dirty (free
+ * pages becoming a span), and what of it is still committed stops counting
+ * so. */
+bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to, bool was_dirty);
 bool rg_arena_commit_bytes(regal_arena *a, size_t bytes);
 void rg_arena_uncommit(regal_arena *a, size_t bytes);
 

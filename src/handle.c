@@ -274,7 +274,7 @@ static bool slot_take(regal_arena *a, uint32_t *out)
     if (h->table[seg] == NULL && (h->table[seg] = chunk_new(a, ROLE_TABLE)) == NULL)
         return false;
     size_t off = SEG_BEGIN + (i % SEG_SLOTS) * sizeof(struct slot);
-    if (!rg_arena_commit(a, h->table[seg], off, off + sizeof(struct slot)))
+    if (!rg_arena_commit(a, h->table[seg], off, off + sizeof(struct slot), false))
         return false;
     h->count++;
     *out = i;
@@ -399,7 +399,7 @@ static size_t decommit_inside(struct rg_hblk *b)
 /* Counts [b, b + bytes) as committed (to may pass the chunk's end). */
 static bool commit_blk(regal_arena *a, struct rg_hblk *b, size_t bytes)
 {
-    return rg_arena_commit(a, rg_chunk_of(b), off_of(b), off_of(b) + bytes);
+    return rg_arena_commit(a, rg_chunk_of(b), off_of(b), off_of(b) + bytes, false);
 }
 
 static uint8_t *region_alloc(regal_arena *a, size_t request, uint32_t slot)

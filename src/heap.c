@@ -247,7 +247,7 @@ static bool commit_range(struct regal_arena *a, const void *from, const void *to
 {
     struct rg_chunk *c = rg_chunk_of(from);
     return rg_arena_commit(a, c, (size_t)((uintptr_t)from - (uintptr_t)c),
-                           (size_t)((uintptr_t)to - (uintptr_t)c));
+                           (size_t)((uintptr_t)to - (uintptr_t)c), false);
 }
 
 /* The user pointer inside free block b for alignment align, leaving a gap

@@ -38,7 +38,8 @@
 #define OCT(b)                                                                                     \
     C(b, 1, 8), C(b, 2, 8), C(b, 3, 8), C(b, 4, 8), C(b, 5, 8), C(b, 6, 8), C(b, 7, 8), C(b, 8, 8)
 const uint32_t rg_class_size[RG_CLASS_COUNT] = {
-    16, 32, 48, 64, 80, 96, 112, 128, QUAD(7), QUAD(8), QUAD(9), 1088, OCT(10), 2176, OCT(11), 4352, OCT(12),
+    16,      32,      48,   64,      80,   96,      112,  128,     QUAD(7),
+    QUAD(8), QUAD(9), 1088, OCT(10), 2176, OCT(11), 4352, OCT(12),
 };
 #undef OCT
 #undef QUAD
@@ -169,8 +170,8 @@ static struct rg_page *span_take(struct regal_arena *a, struct rg_chunk *c, unsi
         first = pc->top;
     else
         return NULL;
-    if (!rg_arena_commit(a, c, (size_t)first << RG_PAGE_SHIFT,
-                         (size_t)(first + n) << RG_PAGE_SHIFT))
+    if (!rg_arena_commit(a, c, (size_t)first << RG_PAGE_SHIFT, (size_t)(first + n) << RG_PAGE_SHIFT,
+                         true))
         return NULL;
     if (fs != NULL) {
         unsigned rest = fs->span - n;
@@ -416,22 +417,6 @@ static size_t span_shed(struct rg_page *pg)
     return released;
 }
 
-/* Commits again what span_shed gave back of span pg: each run of granules
- * that is not committed (none of it was dirty). */
-static bool span_recommit(struct regal_arena *a, struct rg_chunk *c, const struct rg_page *pg)
-{
-    size_t from = (size_t)(pg->start - (uint8_t *)c);
-    size_t end = from + ((size_t)pg->span << RG_PAGE_SHIFT);
-    for (size_t off = from, run; off < end; off += run + RG_GRANULE) {
-        for (run = 0; off + run < end && rg_chunk_committed_in(c, off + run, off + run + 1) == 0;
-             run += RG_GRANULE)
-            ;
-        if (run > 0 && !rg_arena_commit(a, c, off, off + run))
-            return false;
-    }
-    return true;
-}
-
 /* The free list of span pg of q ran dry: its shed slots go back on it, in
  * address order, once their pages are committed again (under the arena's
  * lock for a thread's queue).  False when there were none, or the arena's
@@ -444,7 +429,8 @@ static bool span_regain(struct rg_pageq *q, struct rg_page *pg)
     bool locked = thread_queue(c->arena, q), ok;
     if (locked)
         rg_arena_lock(c->arena);
-    ok = span_recommit(c->arena, c, pg);
+    size_t from = (size_t)(pg->start - (uint8_t *)c);
+    ok = rg_arena_commit(c->arena, c, from, from + ((size_t)pg->span << RG_PAGE_SHIFT), false);
     if (locked)
         rg_arena_unlock(c->arena);
     if (!ok)
