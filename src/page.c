@@ -39,7 +39,7 @@
     C(b, 1, 8), C(b, 2, 8), C(b, 3, 8), C(b, 4, 8), C(b, 5, 8), C(b, 6, 8), C(b, 7, 8), C(b, 8, 8)
 const uint32_t rg_class_size[RG_CLASS_COUNT] = {
     16,      32,      48,   64,      80,   96,      112,  128,     QUAD(7),
-    QUAD(8), QUAD(9), 1088, OCT(10), 2176, OCT(11), 4352, OCT(12),
+    QUAD(8), QUAD(9), 1040, OCT(10), 2064, OCT(11), 4112, OCT(12),
 };
 #undef OCT
 #undef QUAD

@@ -51,6 +51,15 @@ Test(page, waste_is_under_an_eighth_above_1_kib)
     }
 }
 
+/* A power of two plus a length prefix of up to 16 bytes (sqlite asks for
+ * 1032 and 4104 bytes) gets a slot only 16 bytes above the power of two. */
+Test(page, power_of_two_plus_a_prefix_wastes_under_16_bytes)
+{
+    for (size_t p2 = 1024; p2 < RG_SMALL_MAX; p2 *= 2)
+        for (size_t n = p2 + 1; n <= p2 + 16; n++)
+            cr_assert_eq(rg_class_size[rg_size_class(n)], p2 + 16, "size %zu", n);
+}
+
 /* The multiply-shift slot index must equal the true quotient for every
  * offset a span can hold, for every slot size a class or pool can have. */
 static void check_slot_index(uint32_t slot, size_t span_bytes)
