@@ -27,6 +27,9 @@
  *            mi_heap      mi_heap_new, mi_heap_malloc, then one
  *                         mi_heap_destroy: mimalloc's arena equivalent
  *            mi_free      mi_malloc, then mi_free of each
+ *            jemalloc     malloc, then free of each, in a child run with
+ *            tcmalloc     LD_PRELOAD of the Debian package's library (the
+ *                         variant is left out when the library is absent)
  *   pool   entities of 96 bytes: 10000 live, then STEPS times (default
  *          10M) a random one is freed and a new one allocated in its place.
  *          Variants:
@@ -35,6 +38,8 @@
  *            glibc        __libc_malloc / __libc_free
  *            mi_free      mi_malloc / mi_free (mimalloc has no pools; its
  *                         size-segregated pages are the equivalent)
+ *            jemalloc     malloc / free, jemalloc preloaded
+ *            tcmalloc     malloc / free, tcmalloc preloaded
  * regal's arena is REGAL_ARENA_SINGLE_THREAD, as mimalloc's heaps are
  * thread-local; the mi_* variants exist when meson found mimalloc
  * (BENCH_MIMALLOC).  --scale multiplies FRAMES and STEPS.
@@ -44,6 +49,7 @@
  * regal_arena_check().  The time covers everything after one untimed
  * warm-up frame (frame) or the first 10000 entities (pool).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <regal.h>
 #include <stdio.h>
@@ -70,20 +76,37 @@
 extern void *__libc_malloc(size_t size);
 extern void __libc_free(void *p);
 
-enum variant { REGAL_ARENA, REGAL_POOL, REGAL_FREE, GLIBC, MI_HEAP, MI_FREE, VARIANTS };
-static const char *const variant_names[VARIANTS] = {"regal_arena", "regal_pool", "regal_free",
-                                                    "glibc",       "mi_heap",    "mi_free"};
+enum variant { REGAL_ARENA, REGAL_POOL, REGAL_FREE, GLIBC, MI_HEAP, MI_FREE, JEMALLOC, TCMALLOC,
+               VARIANTS };
+static const char *const variant_names[VARIANTS] = {
+    "regal_arena", "regal_pool", "regal_free", "glibc",
+    "mi_heap",     "mi_free",    "jemalloc",   "tcmalloc"};
+
+/* The preloaded variants: plain malloc and free in a child whose
+ * LD_PRELOAD names the peer's library (it comes before the mimalloc this
+ * program may link), and a symbol only that library has, checked in the
+ * child so that a preload that did not take is an error, not a wrong row. */
+#define PEER_LIBDIR "/usr/lib/x86_64-linux-gnu/"
+static const char *const preload_of[VARIANTS] = {
+    [JEMALLOC] = PEER_LIBDIR "libjemalloc.so.2",
+    [TCMALLOC] = PEER_LIBDIR "libtcmalloc_minimal.so.4",
+};
+static const char *const marker_of[VARIANTS] = {[JEMALLOC] = "mallocx", [TCMALLOC] = "tc_malloc"};
 
 enum scenario { FRAME, POOL, SCENARIOS };
 static const char *const scenario_names[SCENARIOS] = {"frame", "pool"};
 
 /* The variants of each scenario, in table order; the first two are the
  * bases of the ratios (glibc, then mimalloc's). */
-static const enum variant frame_variants[] = {GLIBC, MI_HEAP, MI_FREE, REGAL_ARENA, REGAL_FREE};
-static const enum variant pool_variants[] = {GLIBC, MI_FREE, REGAL_POOL, REGAL_FREE};
+static const enum variant frame_variants[] = {GLIBC,    MI_HEAP,     MI_FREE,   JEMALLOC,
+                                              TCMALLOC, REGAL_ARENA, REGAL_FREE};
+static const enum variant pool_variants[] = {GLIBC,    MI_FREE,    REGAL_POOL,
+                                             JEMALLOC, TCMALLOC,   REGAL_FREE};
 
 static bool variant_available(enum variant v)
 {
+    if (preload_of[v] != NULL)
+        return access(preload_of[v], R_OK) == 0;
     return BENCH_MIMALLOC || (v != MI_HEAP && v != MI_FREE);
 }
 
@@ -116,6 +139,10 @@ static inline __attribute__((always_inline)) void *obj_alloc(enum variant v, siz
     case GLIBC:
         p = __libc_malloc(size);
         break;
+    case JEMALLOC:
+    case TCMALLOC:
+        p = malloc(size);
+        break;
 #if BENCH_MIMALLOC
     case MI_HEAP:
         p = mi_heap_malloc(heap, size);
@@ -143,6 +170,10 @@ static inline __attribute__((always_inline)) void obj_free(enum variant v, void 
         break;
     case GLIBC:
         __libc_free(p);
+        break;
+    case JEMALLOC:
+    case TCMALLOC:
+        free(p);
         break;
 #if BENCH_MIMALLOC
     case MI_FREE:
@@ -235,9 +266,13 @@ static inline __attribute__((always_inline)) void run_pool(enum variant v, void 
 FRAME_LOOP(REGAL_ARENA)
 FRAME_LOOP(REGAL_FREE)
 FRAME_LOOP(GLIBC)
+FRAME_LOOP(JEMALLOC)
+FRAME_LOOP(TCMALLOC)
 POOL_LOOP(REGAL_POOL)
 POOL_LOOP(REGAL_FREE)
 POOL_LOOP(GLIBC)
+POOL_LOOP(JEMALLOC)
+POOL_LOOP(TCMALLOC)
 #if BENCH_MIMALLOC
 FRAME_LOOP(MI_HEAP)
 FRAME_LOOP(MI_FREE)
@@ -246,6 +281,7 @@ POOL_LOOP(MI_FREE)
 
 static void (*const frame_loops[VARIANTS])(const size_t *, void **, size_t) = {
     [REGAL_ARENA] = frames_REGAL_ARENA, [REGAL_FREE] = frames_REGAL_FREE, [GLIBC] = frames_GLIBC,
+    [JEMALLOC] = frames_JEMALLOC,       [TCMALLOC] = frames_TCMALLOC,
 #if BENCH_MIMALLOC
     [MI_HEAP] = frames_MI_HEAP,         [MI_FREE] = frames_MI_FREE,
 #endif
@@ -254,6 +290,8 @@ static void (*const pool_loops[VARIANTS])(void **, uint64_t *, size_t) = {
     [REGAL_POOL] = pool_REGAL_POOL,
     [REGAL_FREE] = pool_REGAL_FREE,
     [GLIBC] = pool_GLIBC,
+    [JEMALLOC] = pool_JEMALLOC,
+    [TCMALLOC] = pool_TCMALLOC,
 #if BENCH_MIMALLOC
     [MI_FREE] = pool_MI_FREE,
 #endif
@@ -294,6 +332,11 @@ static double measure_pool(enum variant v, size_t steps)
 
 static int child_main(enum scenario sc, enum variant v, double scale)
 {
+    if (marker_of[v] != NULL && dlsym(RTLD_DEFAULT, marker_of[v]) == NULL) {
+        fprintf(stderr, "arena_peers: %s is not loaded (LD_PRELOAD=%s)\n", preload_of[v],
+                getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
+        return EXIT_FAILURE;
+    }
     if (v == REGAL_ARENA || v == REGAL_POOL || v == REGAL_FREE) {
         regal_arena_config cfg = {.name = "arena_peers", .flags = REGAL_ARENA_SINGLE_THREAD};
         if ((arena = regal_arena_create(&cfg)) == NULL)
@@ -343,6 +386,8 @@ static bool run_child(enum scenario sc, enum variant v, double scale, struct sam
     if (pid == 0) {
         close(fds[0]);
         if (dup2(fds[1], STDOUT_FILENO) < 0)
+            _exit(127);
+        if (preload_of[v] != NULL && setenv("LD_PRELOAD", preload_of[v], 1) != 0)
             _exit(127);
         execv("/proc/self/exe", argv);
         _exit(127);
