@@ -52,13 +52,14 @@ RG_NOINLINE void *rg_alloc_checked(regal_arena *a, size_t size, size_t align)
 
 /* A block of a tracked arena, announced here: inlined into each entry point
  * so memcheck's allocation stack starts at the entry point. */
-#define TRACKED_ALLOC(a, size, align, zero)                                                        \
+#define TRACKED_ALLOC_AT(a, size, align, zero, site)                                               \
     do {                                                                                           \
-        void *tracked_ =                                                                           \
-            rg_track_alloc((a), (size), (align), (zero), __builtin_return_address(0));             \
+        void *tracked_ = rg_track_alloc((a), (size), (align), (zero), (site));                     \
         rg_vg_block_alloc(tracked_, (size), (zero));                                               \
         return tracked_;                                                                           \
     } while (0)
+#define TRACKED_ALLOC(a, size, align, zero)                                                        \
+    TRACKED_ALLOC_AT(a, size, align, zero, __builtin_return_address(0))
 
 static bool tracked(regal_arena *a)
 {
@@ -89,16 +90,25 @@ static RG_NOINLINE void *alloc_rest(regal_arena *a, size_t size)
     return rg_alloc_checked(a, size, RG_ALIGN);
 }
 
-/* A tracked block is announced here, not in alloc_rest, so that memcheck's
- * allocation stack starts at regal_alloc. */
+/* Everything regal_alloc's fast path does not serve, out of line so that
+ * regal_alloc is a leaf with no frame.  A tracked block is announced here,
+ * for regal_alloc's caller (site). */
+static RG_NOINLINE void *alloc_slow(regal_arena *a, size_t size, const void *site)
+{
+    if (tracked(a))
+        TRACKED_ALLOC_AT(a, size, RG_ALIGN, false, site);
+    return alloc_rest(a, size);
+}
+
 void *regal_alloc(regal_arena *a, size_t size)
 {
     void *p = rg_alloc_fast(a, size);
     if (RG_LIKELY(p != NULL))
         return p;
-    if (tracked(a))
-        TRACKED_ALLOC(a, size, RG_ALIGN, false);
-    return alloc_rest(a, size);
+    /* Called, not jumped to: memcheck's allocation stack keeps regal_alloc. */
+    p = alloc_slow(a, size, __builtin_return_address(0));
+    __asm__("" : "+r"(p));
+    return p;
 }
 
 void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)

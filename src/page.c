@@ -237,7 +237,7 @@ static void page_init(struct rg_pageq *q, struct rg_page *pg, struct rg_chunk *c
     pg->slot_size = q->slot_size;
     pg->recip = UINT64_MAX / q->slot_size + 1;
     pg->capacity = (uint32_t)(slots < RG_PAGE_MAX_SLOTS ? slots : RG_PAGE_MAX_SLOTS);
-    pg->bytes = pg->capacity * q->slot_size;
+    pg->bytes = (uint64_t)pg->capacity * q->slot_size;
     pg->carved = 0;
     pg->used = 0;
     pg->shed = 0;

@@ -76,6 +76,55 @@ Test(page, slot_index_is_exact_for_odd_pool_slots)
         check_slot_index(slots[i], (size_t)63 << RG_PAGE_SHIFT);
 }
 
+/* rg_slot_at, the free paths' boundary test, must say "boundary" exactly
+ * at multiples of the slot size, with the true index, at every offset
+ * around each slot of a span of the largest span a class or pool has. */
+static void check_slot_at(uint32_t slot, size_t span_bytes)
+{
+    struct rg_page pg = {.slot_size = slot};
+    pg.recip = UINT64_MAX / slot + 1;
+    for (size_t k = 0; k * slot < span_bytes; k++) {
+        const size_t rs[] = {0, 1, 2, 8, slot / 2, slot - 2, slot - 1};
+        for (size_t j = 0; j < sizeof rs / sizeof rs[0]; j++) {
+            size_t off = k * slot + rs[j];
+            if (rs[j] >= slot || off >= span_bytes)
+                continue;
+            uint32_t s = UINT32_MAX;
+            bool boundary = rg_slot_at(&pg, off, &s);
+            cr_assert_eq(boundary, off % slot == 0, "slot %u offset %zu", slot, off);
+            cr_assert_eq(s, off / slot, "slot %u offset %zu", slot, off);
+        }
+    }
+}
+
+Test(page, slot_boundary_test_is_exact_for_every_class)
+{
+    for (unsigned c = 0; c < RG_CLASS_COUNT; c++)
+        check_slot_at(rg_class_size[c], (size_t)(RG_PAGES_PER_CHUNK - 1) << RG_PAGE_SHIFT);
+}
+
+Test(page, slot_boundary_test_is_exact_for_odd_and_largest_pool_slots)
+{
+    uint32_t slots[] = {8,    9,     12,     24,      100,         1000,
+                        4097, 65535, 100003, 1u << 20, (1u << 20) + 48};
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+        check_slot_at(slots[i], (size_t)(RG_PAGES_PER_CHUNK - 1) << RG_PAGE_SHIFT);
+}
+
+Test(page, a_descriptor_is_found_by_shift_from_any_address_in_its_page)
+{
+    cr_assert_eq(sizeof(struct rg_page), (size_t)1 << RG_PAGE_DESC_SHIFT);
+    uintptr_t chunk = (uintptr_t)7 << RG_CHUNK_SHIFT;
+    for (unsigned i = 0; i < RG_PAGES_PER_CHUNK; i++) {
+        uintptr_t page = chunk + ((uintptr_t)i << RG_PAGE_SHIFT);
+        cr_assert_eq(rg_page_index((void *)(page + 1)), i);
+        cr_assert_eq(rg_page_index((void *)(page + RG_PAGE_SIZE - 1)), i);
+    }
+    /* One past the chunk's end (a pointer whose chunk is found by p - 1)
+     * is page 0, which never holds a span. */
+    cr_assert_eq(rg_page_index((void *)(chunk + RG_CHUNK_SIZE)), 0);
+}
+
 /* A use-after-free write over a free slot's link must not make a later
  * allocation return the planted address. */
 static int corruption_reports;
