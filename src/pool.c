@@ -118,7 +118,7 @@ RG_INLINE bool pool_free_front(regal_pool *p, void *obj)
     if (RG_UNLIKELY((RG_CHECKS && !boundary) || !rg_bit_take(pg->live, s)))
         return false;
     rg_counters_free(p->st, 1, pg->slot_size);
-    rg_page_push_cleared(pg, obj);
+    rg_page_push_front(pg, obj);
     return true;
 }
 

@@ -125,6 +125,53 @@ Test(page, a_descriptor_is_found_by_shift_from_any_address_in_its_page)
     cr_assert_eq(rg_page_index((void *)(chunk + RG_CHUNK_SIZE)), 0);
 }
 
+/* After a reset, a stale pointer into a page the reset forgot (above the
+ * chunk's new top) is no block: its descriptor must not pass for a live
+ * span on the lock-free free path, which does not compare with top. */
+static int invalid_reports;
+
+static void count_invalid(regal_error_kind kind, const void *ptr, const char *msg, void *ctx)
+{
+    (void)ptr;
+    (void)msg;
+    (void)ctx;
+    if (kind == REGAL_ERR_INVALID_FREE)
+        invalid_reports++;
+}
+
+static void stale_free_after_reset(unsigned flags)
+{
+    regal_arena_config cfg = {.flags = flags};
+    regal_arena *a = regal_arena_create(&cfg);
+    cr_assert_not_null(a);
+    enum { N = 4000 }; /* 64-byte blocks: a span of 1024 per page, four pages */
+    static void *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = regal_alloc(a, 64);
+        cr_assert_not_null(b[i]);
+    }
+    regal_arena_reset(a);
+    void *fresh = regal_alloc(a, 64);
+    cr_assert_not_null(fresh);
+    memset(fresh, 0x5a, 64);
+    regal_set_error_handler(count_invalid, NULL);
+    invalid_reports = 0;
+    regal_free(b[N - 1]);
+    cr_assert_eq(invalid_reports, 1, "flags %u: %d reports", flags, invalid_reports);
+    regal_set_error_handler(NULL, NULL);
+    cr_assert_eq(regal_arena_check(a), 0, "flags %u", flags);
+    for (int i = 0; i < 64; i++)
+        cr_assert_eq(((unsigned char *)fresh)[i], 0x5a);
+    regal_free(fresh);
+    regal_arena_destroy(a);
+}
+
+Test(page, a_stale_pointer_above_top_after_a_reset_is_no_block)
+{
+    stale_free_after_reset(0);
+    stale_free_after_reset(REGAL_ARENA_SINGLE_THREAD);
+}
+
 /* A use-after-free write over a free slot's link must not make a later
  * allocation return the planted address. */
 static int corruption_reports;
