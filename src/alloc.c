@@ -194,11 +194,6 @@ bool rg_owner_tracked(const void *p)
     return t;
 }
 
-void regal_free(void *p)
-{
-    rg_free_checked(p);
-}
-
 static void free_owned_slow(struct rg_theap *h, struct rg_page *pg, void *p, uint32_t s);
 
 /* A live class slot whose span the caller's theap does not own (or the
@@ -257,11 +252,18 @@ static RG_NOINLINE void free_rest(void *p)
         free_slow(p);
 }
 
-void rg_free_checked(void *p)
+/* The fast path inlined here, the public entry point; the engine's own
+ * callers (realloc, track.c) take one jump more. */
+void regal_free(void *p)
 {
     if (RG_LIKELY(rg_free_fast(p)))
         return;
     free_rest(p);
+}
+
+void rg_free_checked(void *p)
+{
+    regal_free(p);
 }
 
 void rg_free_uncounted(void *p)

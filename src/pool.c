@@ -61,6 +61,7 @@ regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignme
     if (p != NULL) {
         p->magic = RG_POOL_MAGIC;
         p->fast = a->single == RG_SINGLE_MAGIC ? RG_POOL_FAST : 0;
+        rg_vg_defined(p, RG_POOL_OPEN); /* read by the fast paths; no pointers */
         p->arena = a;
         p->st = &a->own.st;
         p->object_size = object_size;
@@ -92,10 +93,11 @@ void *rg_pool_alloc_checked(regal_pool *p)
 
 /* p's queue if p is a live pool of an untracked single-thread arena, which
  * the caller may change with no lock (p->fast says so in one compare);
- * else NULL.  Under memcheck pools are NOACCESS metadata: not read here. */
+ * else NULL.  Under memcheck every arena is tracked (fast is 0) and the
+ * rest of a pool is NOACCESS metadata, not read here. */
 RG_INLINE struct rg_pageq *fast_queue(regal_pool *p)
 {
-    if (RG_UNLIKELY(rg_vg() || p == NULL || p->fast != RG_POOL_FAST))
+    if (RG_UNLIKELY(p == NULL || p->fast != RG_POOL_FAST))
         return NULL;
     return &p->q;
 }
@@ -252,6 +254,7 @@ void regal_pool_destroy(regal_pool *p)
         p->next->prev = p->prev;
     p->magic = 0;
     p->fast = 0;
+    rg_vg_noaccess(p, RG_POOL_OPEN);
     rg_page_free(a, rg_page_of(rg_chunk_of(p), p), p);
     rg_arena_unlock(a);
     rg_vg_quiet_end();
