@@ -40,14 +40,17 @@ RG_INLINE bool is_tracked(void)
     return rg_arena_tracked(arena());
 }
 
-/* A tracked block, announced here, inlined into the caller, so memcheck's
- * allocation stacks start at malloc, calloc... as with glibc. */
-RG_INLINE void *tracked(size_t size, size_t align, bool zero)
+/* A tracked block for the caller at site, announced here, inlined into the
+ * caller, so memcheck's allocation stacks start at malloc, calloc... as
+ * with glibc (malloc's through malloc_slow). */
+RG_INLINE void *tracked_at(size_t size, size_t align, bool zero, const void *site)
 {
-    void *p = rg_track_alloc(arena(), size, align, zero, __builtin_return_address(0));
+    void *p = rg_track_alloc(arena(), size, align, zero, site);
     rg_vg_block_alloc(p, size, zero);
     return p;
 }
+
+#define tracked(size, align, zero) tracked_at((size), (align), (zero), __builtin_return_address(0))
 
 RG_INLINE void *aligned(size_t alignment, size_t size)
 {
@@ -56,23 +59,40 @@ RG_INLINE void *aligned(size_t alignment, size_t size)
     return regal_aligned_alloc(arena(), alignment, size);
 }
 
+/* What malloc's fast path does not serve, out of line so that malloc is a
+ * leaf with no frame; a tracked block for malloc's caller (site). */
+static RG_NOINLINE void *malloc_slow(size_t size, const void *site)
+{
+    if (RG_UNLIKELY(is_tracked()))
+        return tracked_at(size, RG_ALIGN, false, site);
+    return regal_alloc(arena(), size);
+}
+
 SHIM void *malloc(size_t size)
 {
     void *p = rg_alloc_fast_default(size);
     if (RG_LIKELY(p != NULL))
         return p;
-    if (RG_UNLIKELY(is_tracked()))
-        return tracked(size, RG_ALIGN, false);
-    return regal_alloc(arena(), size);
+    /* Called, not jumped to: memcheck's allocation stacks keep malloc. */
+    p = malloc_slow(size, __builtin_return_address(0));
+    __asm__("" : "+r"(p));
+    return p;
 }
 
-SHIM void free(void *p)
+static RG_NOINLINE void free_slow(void *p)
 {
-    if (RG_LIKELY(rg_free_fast(p)) || p == NULL)
+    if (p == NULL)
         return;
     int saved = errno;
     regal_free(p);
     errno = saved;
+}
+
+SHIM void free(void *p)
+{
+    if (RG_LIKELY(rg_free_fast(p)))
+        return;
+    free_slow(p);
 }
 
 SHIM void *calloc(size_t count, size_t size)

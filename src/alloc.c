@@ -52,13 +52,14 @@ RG_NOINLINE void *rg_alloc_checked(regal_arena *a, size_t size, size_t align)
 
 /* A block of a tracked arena, announced here: inlined into each entry point
  * so memcheck's allocation stack starts at the entry point. */
-#define TRACKED_ALLOC(a, size, align, zero)                                                        \
+#define TRACKED_ALLOC_AT(a, size, align, zero, site)                                               \
     do {                                                                                           \
-        void *tracked_ =                                                                           \
-            rg_track_alloc((a), (size), (align), (zero), __builtin_return_address(0));             \
+        void *tracked_ = rg_track_alloc((a), (size), (align), (zero), (site));                     \
         rg_vg_block_alloc(tracked_, (size), (zero));                                               \
         return tracked_;                                                                           \
     } while (0)
+#define TRACKED_ALLOC(a, size, align, zero)                                                        \
+    TRACKED_ALLOC_AT(a, size, align, zero, __builtin_return_address(0))
 
 static bool tracked(regal_arena *a)
 {
@@ -89,16 +90,25 @@ static RG_NOINLINE void *alloc_rest(regal_arena *a, size_t size)
     return rg_alloc_checked(a, size, RG_ALIGN);
 }
 
-/* A tracked block is announced here, not in alloc_rest, so that memcheck's
- * allocation stack starts at regal_alloc. */
+/* Everything regal_alloc's fast path does not serve, out of line so that
+ * regal_alloc is a leaf with no frame.  A tracked block is announced here,
+ * for regal_alloc's caller (site). */
+static RG_NOINLINE void *alloc_slow(regal_arena *a, size_t size, const void *site)
+{
+    if (tracked(a))
+        TRACKED_ALLOC_AT(a, size, RG_ALIGN, false, site);
+    return alloc_rest(a, size);
+}
+
 void *regal_alloc(regal_arena *a, size_t size)
 {
     void *p = rg_alloc_fast(a, size);
     if (RG_LIKELY(p != NULL))
         return p;
-    if (tracked(a))
-        TRACKED_ALLOC(a, size, RG_ALIGN, false);
-    return alloc_rest(a, size);
+    /* Called, not jumped to: memcheck's allocation stack keeps regal_alloc. */
+    p = alloc_slow(a, size, __builtin_return_address(0));
+    __asm__("" : "+r"(p));
+    return p;
 }
 
 void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
@@ -184,11 +194,6 @@ bool rg_owner_tracked(const void *p)
     return t;
 }
 
-void regal_free(void *p)
-{
-    rg_free_checked(p);
-}
-
 static void free_owned_slow(struct rg_theap *h, struct rg_page *pg, void *p, uint32_t s);
 
 /* A live class slot whose span the caller's theap does not own (or the
@@ -247,11 +252,18 @@ static RG_NOINLINE void free_rest(void *p)
         free_slow(p);
 }
 
-void rg_free_checked(void *p)
+/* The fast path inlined here, the public entry point; the engine's own
+ * callers (realloc, track.c) take one jump more. */
+void regal_free(void *p)
 {
     if (RG_LIKELY(rg_free_fast(p)))
         return;
     free_rest(p);
+}
+
+void rg_free_checked(void *p)
+{
+    regal_free(p);
 }
 
 void rg_free_uncounted(void *p)

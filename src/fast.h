@@ -11,18 +11,29 @@
 #include "arena.h"
 #include "stats.h"
 
-/* The span of p if p (any pointer) is a live slot of a span of kind in an
- * untracked arena, *slot its index; else NULL.  Any thread may ask: the
- * span of a live slot does not change.  A tracked arena's page descriptors
- * are NOACCESS under memcheck: not read. */
-RG_INLINE struct rg_page *rg_live_slot(const void *p, enum rg_page_kind kind, uint32_t *slot)
+/* The span of p if p (any pointer) is a slot boundary, live or not, of a
+ * span of kind in an untracked arena, *slot its index; else NULL.  Any
+ * thread may ask: the span of a live slot does not change.  A tracked
+ * arena's page descriptors are NOACCESS under memcheck: not read.  NULL
+ * fails the chunk-map test (its chunk would be the last of the address
+ * space). */
+RG_INLINE struct rg_page *rg_slot_of(const void *p, enum rg_page_kind kind, uint32_t *slot)
 {
     struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_UNLIKELY(p == NULL || (RG_CHECKS && !rg_chunk_is_mapped(p)) ||
+    if (RG_UNLIKELY((RG_CHECKS ? !rg_chunk_is_mapped(p) : p == NULL) ||
                     c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_PAGES ||
                     rg_arena_tracked(c->arena)))
         return NULL;
-    return rg_page_slot(c, (void *)p, kind, slot);
+    return rg_page_slot_at(c, (void *)p, kind, slot);
+}
+
+/* The same for a live slot only. */
+RG_INLINE struct rg_page *rg_live_slot(const void *p, enum rg_page_kind kind, uint32_t *slot)
+{
+    struct rg_page *pg = rg_slot_of(p, kind, slot);
+    if (RG_CHECKS && pg != NULL && RG_UNLIKELY(!rg_bit_test(pg->live, *slot)))
+        return NULL;
+    return pg;
 }
 
 /* A slot from the first span of q (owned by the caller), counted in s as
@@ -42,8 +53,9 @@ RG_INLINE void *rg_pageq_pop_fast(struct rg_pageq *q, struct rg_counters *s, siz
     void *next = rg_link_get(p);
     if (RG_UNLIKELY(!rg_link_ok(pg, next)))
         return NULL;
+    rg_page_take(pg, p, next);
     rg_counters_alloc(s, pg->slot_size, requested);
-    return rg_page_take(pg, p, next);
+    return p;
 }
 
 /* A small block from theap h (NULL: none), or NULL. */
@@ -74,11 +86,12 @@ RG_INLINE void *rg_alloc_fast_default(size_t size)
 /* Frees p if it is a live slot of a class span owned by the caller's theap
  * (its owner's thread is the caller, or any thread for an untracked
  * single-thread arena) with no remote frees waiting; false if it did
- * nothing.  Blocks of tracked arenas never pass. */
+ * nothing.  Blocks of tracked arenas never pass.  The live bit is tested
+ * and cleared last, in one go, once nothing else can send p elsewhere. */
 RG_INLINE bool rg_free_fast(void *p)
 {
     uint32_t s;
-    struct rg_page *pg = rg_live_slot(p, RG_PAGE_CLASS, &s);
+    struct rg_page *pg = rg_slot_of(p, RG_PAGE_CLASS, &s);
     if (RG_UNLIKELY(pg == NULL))
         return false;
     struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_RELAXED);
@@ -86,8 +99,10 @@ RG_INLINE bool rg_free_fast(void *p)
         return false;
     if (RG_UNLIKELY(__atomic_load_n(&pg->xfree, __ATOMIC_RELAXED) != NULL))
         return false;
+    if (RG_UNLIKELY(!rg_bit_take(pg->live, s)))
+        return false;
     rg_counters_free(&h->st, 1, pg->slot_size);
-    rg_page_push(pg, p, s);
+    rg_page_push_cleared(pg, p);
     return true;
 }
 

@@ -13,7 +13,8 @@
  *     shed == 0 and carved == capacity.  (The first avail span may be full too, until
  *     the next allocation moves it.)  avail_tail is the last avail span.
  *  5. Free spans of a chunk have state FREE and are on its free_spans list;
- *     pages at or above top are free and never read.
+ *     pages at or above top are free, their descriptors state FREE (a
+ *     fresh chunk reads as zero; a reset clears those below the old top).
  *  6. A span's owner is its queue's owner; slots on its xfree list are
  *     still live (their bits set) until the owner collects them.
  *
@@ -88,8 +89,12 @@ void rg_pages_chunk_init(struct rg_chunk *c)
     pchunk(c)->free_spans = NULL;
 }
 
+/* The pages below top say FREE again: the free paths read a descriptor's
+ * state without comparing its page with top (rg_page_slot_at). */
 void rg_pages_chunk_reset(struct rg_chunk *c)
 {
+    for (unsigned i = RG_DATA_PAGE0; i < pchunk(c)->top; i++)
+        rg_page_desc(c, i)->state = RG_PAGE_FREE;
     rg_pages_chunk_init(c);
 }
 
@@ -237,7 +242,7 @@ static void page_init(struct rg_pageq *q, struct rg_page *pg, struct rg_chunk *c
     pg->slot_size = q->slot_size;
     pg->recip = UINT64_MAX / q->slot_size + 1;
     pg->capacity = (uint32_t)(slots < RG_PAGE_MAX_SLOTS ? slots : RG_PAGE_MAX_SLOTS);
-    pg->bytes = pg->capacity * q->slot_size;
+    pg->bytes = (uint64_t)pg->capacity * q->slot_size;
     pg->carved = 0;
     pg->used = 0;
     pg->shed = 0;

@@ -27,10 +27,10 @@ __extension__ typedef unsigned __int128 rg_u128;
 #define RG_SMALL_MAX   8192
 
 /* Slots per span are capped so that the live-slot bitmap stays 128 bytes
- * and a page descriptor 224: the descriptors of a pages chunk fill four OS
- * pages, not ten, which every chunk with a live span keeps resident.  A
- * span of a class below 64 bytes uses only the start of its page (16-byte
- * slots: 16 KiB of 64); the rest is never touched. */
+ * and a page descriptor 256: the descriptors of a pages chunk fill four OS
+ * pages, not ten, which every chunk with a live span keeps resident, and a
+ * page's descriptor is found with a shift (no multiply).  A span of a class below 64 bytes uses only the start of its
+ * page (16-byte slots: 16 KiB of 64); the rest is never touched. */
 #define RG_PAGE_MAX_SLOTS 1024
 #define RG_DATA_PAGE0     1 /* page 0 of a pages chunk is metadata */
 
@@ -44,11 +44,11 @@ struct rg_page {
     void *free;           /* free slots, linked through their first word */
     uint8_t *start;       /* first slot of the span */
     uint64_t recip;       /* ceil(2^64 / slot_size): slot index by a multiply */
+    uint64_t bytes;       /* capacity * slot_size (64 bits: compared with an offset as is) */
     uint32_t slot_size;   /* bytes per slot, a multiple of the pool alignment */
     uint32_t capacity;    /* slots in the span */
     uint32_t carved;      /* slots [0, carved) have been handed out or put on the free list */
     uint32_t used;        /* live slots == popcount(live) */
-    uint32_t bytes;       /* capacity * slot_size */
     uint32_t shed;        /* free slots off the free list, their pages given back by a trim */
     struct rg_page *next; /* in the queue's avail or full list, or a free span list */
     struct rg_page *prev;
@@ -61,7 +61,11 @@ struct rg_page {
     uint8_t head;                          /* tails: index of the head page */
     uint8_t in_full;                       /* on the queue's full list */
     uint64_t live[RG_PAGE_MAX_SLOTS / 64]; /* bit i set <=> slot i is allocated */
+    uint8_t pad_to_256[24];                /* a power of two: an index is a shift */
 };
+
+#define RG_PAGE_DESC_SHIFT 8
+static_assert(sizeof(struct rg_page) == (size_t)1 << RG_PAGE_DESC_SHIFT, "descriptor size");
 
 /* The pages of one slot size: a size class of an arena, a pool, or the
  * arena's internal objects. */
@@ -89,6 +93,14 @@ struct rg_pages_chunk {
 RG_INLINE struct rg_page *rg_page_desc(struct rg_chunk *c, unsigned i)
 {
     return (struct rg_page *)((uint8_t *)c + RG_DESC_OFFSET) + i;
+}
+
+/* The index of the page of its chunk that holds p (p inside the chunk, or
+ * one past its end, which gives page 0, never a span's): bits of p itself,
+ * since chunks are aligned. */
+RG_INLINE unsigned rg_page_index(const void *p)
+{
+    return (unsigned)((uintptr_t)p >> RG_PAGE_SHIFT) % RG_PAGES_PER_CHUNK;
 }
 
 /* Bytes of page 0 that metadata uses. */
@@ -131,6 +143,21 @@ RG_INLINE uint32_t rg_slot_index(const struct rg_page *pg, const void *p)
     return (uint32_t)(((rg_u128)((uintptr_t)p - (uintptr_t)pg->start) * pg->recip) >> 64);
 }
 
+/* Whether off, bytes from the start of pg's span (below 2^22, the span's
+ * bytes), is a slot boundary; *slot the slot's index.  With d the slot size
+ * and recip = ceil(2^64 / d) = (2^64 + e) / d (0 <= e < d), off = s*d + r
+ * gives off * recip = s * 2^64 + s*e + r * recip: the high word is s and the
+ * low one s*e + r*recip, below recip when r == 0 (s*e < 2^22 < recip) and
+ * at least recip, without wrapping, when r > 0 ((s+1)*e < 2^23 and
+ * (d-1)*recip = 2^64 - recip + e), as d < 2^21 (the largest pool slot).
+ * One multiply and one compare; tests/test_page.c checks it. */
+RG_INLINE bool rg_slot_at(const struct rg_page *pg, size_t off, uint32_t *slot)
+{
+    rg_u128 m = (rg_u128)off * pg->recip;
+    *slot = (uint32_t)(m >> 64);
+    return (uint64_t)m < pg->recip;
+}
+
 /* Live bits are written only by the span's owner but tested by any thread
  * that frees a slot of it: relaxed atomic loads and stores (plain moves on
  * x86), never read-modify-write. */
@@ -151,13 +178,33 @@ RG_INLINE bool rg_bit_test(const uint64_t *bits, uint32_t i)
     return (__atomic_load_n(&bits[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
 }
 
+/* Clears bit i if it is set (a free's live-bit test and clear in one, a
+ * btr); false, and nothing changed, if it was clear. */
+RG_INLINE bool rg_bit_take(uint64_t *bits, uint32_t i)
+{
+    uint64_t w = __atomic_load_n(&bits[i / 64], __ATOMIC_RELAXED);
+    bool was;
+#if defined(__x86_64__)
+    /* Compilers test and clear a bit with two instructions or more. */
+    __asm__("btr %2, %0" : "+r"(w), "=@ccc"(was) : "r"((uint64_t)i));
+#else
+    uint64_t m = 1ull << (i % 64);
+    was = (w & m) != 0;
+    w &= ~m;
+#endif
+    if (RG_CHECKS && RG_UNLIKELY(!was))
+        return false;
+    __atomic_store_n(&bits[i / 64], w, __ATOMIC_RELAXED);
+    return true;
+}
+
 /* The free-list link in a free slot, stored as next ^ slot ^ a per-process
  * secret: a use-after-free write cannot plant an address without knowing
  * the secret, and rg_page_pop also checks that the link stays inside its
  * span, so no overwrite makes an allocation return an arbitrary address.
  * Pool slots may be as little as 4-byte aligned, so links are copied, not
  * dereferenced (one mov on x86). */
-extern uintptr_t rg_link_key;
+extern __attribute__((visibility("hidden"))) uintptr_t rg_link_key;
 
 RG_INLINE void *rg_link_get(const void *slot)
 {
@@ -242,36 +289,77 @@ void rg_page_free(struct regal_arena *a, struct rg_page *pg, void *p);
 /* The span leaves the full list, or gives itself back when empty. */
 void rg_page_free_slow(struct rg_page *pg);
 
+/* Puts slot p of pg, whose live bit was just cleared, back on its free
+ * list (owner only). */
+RG_INLINE void rg_page_push_cleared(struct rg_page *pg, void *p)
+{
+    rg_link_set(p, pg->free);
+    pg->free = p;
+    uint32_t used = pg->used - 1;
+    pg->used = used;
+    if (RG_UNLIKELY(used == 0 || pg->in_full))
+        rg_page_free_slow(pg);
+}
+
+/* The same for a slot of the first span of its queue's avail list, never
+ * on the full list (invariant 4 of page.c): one test less. */
+RG_INLINE void rg_page_push_front(struct rg_page *pg, void *p)
+{
+    rg_link_set(p, pg->free);
+    pg->free = p;
+    if (RG_UNLIKELY(--pg->used == 0))
+        rg_page_free_slow(pg);
+}
+
 /* Puts live slot s (at p) of pg back on its free list (owner only). */
 RG_INLINE void rg_page_push(struct rg_page *pg, void *p, uint32_t s)
 {
     rg_bit_clear(pg->live, s);
-    rg_link_set(p, pg->free);
-    pg->free = p;
-    pg->used--;
-    if (RG_UNLIKELY(pg->in_full || pg->used == 0))
-        rg_page_free_slow(pg);
+    rg_page_push_cleared(pg, p);
 }
 
-/* The span of p if p is a live slot of a span of kind whose head page
- * holds it (*slot its index); otherwise NULL (the caller takes the slow
- * path, which tells what p is).  Reads only: any thread may call it. */
+/* Whether pg is a span head of kind: state and kind read as one 16-bit
+ * word (one compare). */
+RG_INLINE bool rg_page_is_head(const struct rg_page *pg, enum rg_page_kind kind)
+{
+    static_assert(offsetof(struct rg_page, kind) == offsetof(struct rg_page, state) + 1,
+                  "state and kind adjacent");
+    const uint8_t want[2] = {RG_PAGE_HEAD, (uint8_t)kind};
+    uint16_t w, got;
+    __builtin_memcpy(&w, want, sizeof w);
+    __builtin_memcpy(&got, &pg->state, sizeof got);
+    return got == w;
+}
+
+/* The span of p if p is a slot boundary of a span of kind whose head page
+ * holds it (*slot its index), live or not; otherwise NULL (the caller
+ * takes the slow path, which tells what p is).  Reads only: any thread
+ * may call it. */
+RG_INLINE struct rg_page *rg_page_slot_at(struct rg_chunk *c, void *p, enum rg_page_kind kind,
+                                          uint32_t *slot)
+{
+    /* Pages at or above the chunk's top say FREE (page.c invariant 5) and
+     * page 0 is never a HEAD: no comparison with top. */
+    struct rg_page *pg = rg_page_desc(c, rg_page_index(p));
+    if (RG_UNLIKELY(!rg_page_is_head(pg, kind)))
+        return NULL;
+    /* p is inside the head page, maybe past the span's last slot (the
+     * bitmap has bits for capacity slots only). */
+    uint32_t s;
+    bool boundary = rg_slot_at(pg, (uintptr_t)p - (uintptr_t)pg->start, &s);
+    if (RG_CHECKS && RG_UNLIKELY(s >= pg->capacity || !boundary))
+        return NULL;
+    *slot = s;
+    return pg;
+}
+
+/* The same for a live slot only. */
 RG_INLINE struct rg_page *rg_page_slot(struct rg_chunk *c, void *p, enum rg_page_kind kind,
                                        uint32_t *slot)
 {
-    unsigned i = (unsigned)(((uintptr_t)p - (uintptr_t)c) >> RG_PAGE_SHIFT);
-    struct rg_page *pg = rg_page_desc(c, i);
-    unsigned top = __atomic_load_n(&((const struct rg_pages_chunk *)c)->top, __ATOMIC_RELAXED);
-    if (RG_UNLIKELY((RG_CHECKS && i >= top) || pg->state != RG_PAGE_HEAD || pg->kind != kind))
-        return NULL; /* page 0 is never a HEAD */
-    /* p is inside the head page, maybe past the span's last slot (the
-     * bitmap has bits for capacity slots only). */
-    size_t off = (size_t)((uint8_t *)p - pg->start);
-    uint32_t s = rg_slot_index(pg, p);
-    if (RG_CHECKS && RG_UNLIKELY(s >= pg->capacity || (size_t)s * pg->slot_size != off ||
-                                 !rg_bit_test(pg->live, s)))
+    struct rg_page *pg = rg_page_slot_at(c, p, kind, slot);
+    if (RG_CHECKS && pg != NULL && RG_UNLIKELY(!rg_bit_test(pg->live, *slot)))
         return NULL;
-    *slot = s;
     return pg;
 }
 

@@ -60,7 +60,10 @@ regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignme
     regal_pool *p = rg_page_alloc(a, &a->meta);
     if (p != NULL) {
         p->magic = RG_POOL_MAGIC;
+        p->fast = a->single == RG_SINGLE_MAGIC ? RG_POOL_FAST : 0;
+        rg_vg_defined(p, RG_POOL_OPEN); /* read by the fast paths; no pointers */
         p->arena = a;
+        p->st = &a->own.st;
         p->object_size = object_size;
         size_t slot = slot_size(a, object_size, alignment, &p->track_offset);
         rg_pageq_init(&p->q, (uint32_t)slot, RG_PAGE_POOL);
@@ -88,60 +91,85 @@ void *rg_pool_alloc_checked(regal_pool *p)
 
 /* ---- fast paths: pools of untracked single-thread arenas ---- */
 
-/* The pool's arena if p is a live pool of an untracked single-thread
- * arena, whose pool queue the caller may change with no lock; else NULL.
- * Under memcheck pools are NOACCESS metadata: not read here. */
-RG_INLINE regal_arena *fast_arena(regal_pool *p)
+/* p's queue if p is a live pool of an untracked single-thread arena, which
+ * the caller may change with no lock (p->fast says so in one compare);
+ * else NULL.  Under memcheck every arena is tracked (fast is 0) and the
+ * rest of a pool is NOACCESS metadata, not read here. */
+RG_INLINE struct rg_pageq *fast_queue(regal_pool *p)
 {
-    if (RG_UNLIKELY(rg_vg() || p == NULL || p->magic != RG_POOL_MAGIC ||
-                    p->arena->single != RG_SINGLE_MAGIC))
+    if (RG_UNLIKELY(p == NULL || p->fast != RG_POOL_FAST))
         return NULL;
-    return p->arena;
+    return &p->q;
 }
 
-RG_INLINE void *pool_alloc_fast(regal_pool *p)
+/* Frees obj if it is a live object of the first span of p's queue, the
+ * one that serves allocations (so never on the full list): that span is
+ * p's by construction, so no chunk or descriptor lookup; false if it did
+ * nothing (NULL included). */
+RG_INLINE bool pool_free_front(regal_pool *p, void *obj)
 {
-    regal_arena *a = fast_arena(p);
-    return a != NULL ? rg_pageq_pop_fast(&p->q, &a->own.st, p->object_size) : NULL;
-}
-
-/* Frees obj if it is a live object of pool p; false if it did nothing (the
- * slow path tells what obj is). */
-RG_INLINE bool pool_free_fast(regal_pool *p, void *obj)
-{
-    regal_arena *a = fast_arena(p);
-    uint32_t s;
-    struct rg_page *pg = a != NULL ? rg_live_slot(obj, RG_PAGE_POOL, &s) : NULL;
-    if (RG_UNLIKELY(pg == NULL || pg->queue != &p->q))
+    struct rg_pageq *q = fast_queue(p);
+    struct rg_page *pg = q != NULL ? q->avail : NULL;
+    if (RG_UNLIKELY(pg == NULL))
         return false;
-    rg_counters_free(&a->own.st, 1, pg->slot_size);
-    rg_page_push(pg, obj, s);
+    size_t off = (uintptr_t)obj - (uintptr_t)pg->start;
+    if (RG_UNLIKELY(off >= pg->bytes))
+        return false;
+    uint32_t s;
+    bool boundary = rg_slot_at(pg, off, &s);
+    if (RG_UNLIKELY((RG_CHECKS && !boundary) || !rg_bit_take(pg->live, s)))
+        return false;
+    rg_counters_free(p->st, 1, pg->slot_size);
+    rg_page_push_front(pg, obj);
     return true;
 }
 
-/* ---- the API ---- */
-
-void *regal_pool_alloc(regal_pool *p)
+/* Frees obj if it is a live object of another span of pool p (lock-free,
+ * like pool_free_front, through the chunk and its descriptors); false if
+ * it did nothing. */
+static bool pool_free_other(regal_pool *p, void *obj)
 {
-    void *obj = pool_alloc_fast(p);
-    if (RG_LIKELY(obj != NULL))
-        return obj;
+    uint32_t s;
+    struct rg_page *pg = fast_queue(p) != NULL ? rg_slot_of(obj, RG_PAGE_POOL, &s) : NULL;
+    if (pg == NULL || pg->queue != &p->q || !rg_bit_take(pg->live, s))
+        return false;
+    rg_counters_free(p->st, 1, pg->slot_size);
+    rg_page_push_cleared(pg, obj);
+    return true;
+}
+
+/* ---- the API: fast paths inline, with no frame; the rest out of line ---- */
+
+static RG_NOINLINE void *pool_alloc_slow(regal_pool *p, const void *site)
+{
     if (!pool_is_live(p, "regal_pool_alloc")) {
         errno = EINVAL;
         return NULL;
     }
     if (pool_tracked(p)) {
         size_t size;
-        void *obj = rg_track_pool_alloc(p, &size, __builtin_return_address(0));
+        void *obj = rg_track_pool_alloc(p, &size, site);
         rg_vg_block_alloc(obj, size, false);
         return obj;
     }
     return rg_pool_alloc_checked(p);
 }
 
-void regal_pool_free(regal_pool *p, void *obj)
+void *regal_pool_alloc(regal_pool *p)
 {
-    if (RG_LIKELY(pool_free_fast(p, obj)))
+    struct rg_pageq *q = fast_queue(p);
+    void *obj = q != NULL ? rg_pageq_pop_fast(q, p->st, p->object_size) : NULL;
+    if (RG_LIKELY(obj != NULL))
+        return obj;
+    /* Not a tail call: memcheck's allocation stack keeps regal_pool_alloc. */
+    obj = pool_alloc_slow(p, __builtin_return_address(0));
+    __asm__("" : "+r"(obj));
+    return obj;
+}
+
+static RG_NOINLINE void pool_free_slow(regal_pool *p, void *obj)
+{
+    if (pool_free_other(p, obj))
         return;
     if (obj == NULL || !pool_is_live(p, "regal_pool_free"))
         return;
@@ -173,6 +201,13 @@ void regal_pool_free(regal_pool *p, void *obj)
     else if (!(live && ours))
         rg_report(REGAL_ERR_INVALID_FREE, obj, a, "regal_pool_free of %p: not an object of pool %p",
                   obj, (void *)p);
+}
+
+void regal_pool_free(regal_pool *p, void *obj)
+{
+    if (RG_LIKELY(pool_free_front(p, obj)))
+        return;
+    pool_free_slow(p, obj);
 }
 
 /* Drops every object of p; the caller holds the lock. */
@@ -218,6 +253,8 @@ void regal_pool_destroy(regal_pool *p)
     if (p->next)
         p->next->prev = p->prev;
     p->magic = 0;
+    p->fast = 0;
+    rg_vg_noaccess(p, RG_POOL_OPEN);
     rg_page_free(a, rg_page_of(rg_chunk_of(p), p), p);
     rg_arena_unlock(a);
     rg_vg_quiet_end();

@@ -478,6 +478,96 @@ Test(pool, works_in_a_single_thread_arena)
     regal_arena_destroy(a);
 }
 
+/* The lock-free paths of pools in single-thread arenas (the object in the
+ * span that serves, or in another span of the pool) tell the same errors
+ * as the locked ones, and change nothing on a bad pointer. */
+static void bad_frees_are_reported(unsigned flags)
+{
+    regal_arena_config cfg = {.flags = flags};
+    regal_arena *a = regal_arena_create(&cfg);
+    cr_assert_not_null(a);
+    regal_pool *p = regal_pool_create(a, 40, 8);
+    regal_pool *twin = regal_pool_create(a, 40, 8);
+    cr_assert_not_null(p);
+    cr_assert_not_null(twin);
+    enum { N = 3000 }; /* several spans: the first objects are not in the serving one */
+    static void *obj[N];
+    take_objects(p, a, 40, 8, obj, N);
+    void *other = regal_pool_alloc(twin);
+    cr_assert_not_null(other);
+    void *last = obj[N - 1], *first = obj[0];
+
+    error_log log;
+    error_log_install(&log);
+    void *bad[] = {(char *)last + 8, (char *)first + 1, other, (char *)other + 40 * 2000};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        error_log_clear(&log);
+        regal_pool_free(p, bad[i]);
+        cr_assert_eq(log.count, 1, "flags %u, bad pointer %zu: %u reports", flags, i, log.count);
+        cr_assert_eq(log.kind, REGAL_ERR_INVALID_FREE, "flags %u, bad pointer %zu", flags, i);
+    }
+    error_log_clear(&log);
+    regal_pool_free(p, NULL);
+    cr_assert_eq(log.count, 0, "freeing NULL is a no-op");
+
+    void *twice[] = {last, first};
+    for (size_t i = 0; i < ARRAY_LEN(twice); i++) {
+        error_log_clear(&log);
+        regal_pool_free(p, twice[i]);
+        cr_assert_eq(log.count, 0, "flags %u: the first free of %zu was reported", flags, i);
+        regal_pool_free(p, twice[i]);
+        cr_assert_eq(log.count, 1, "flags %u, double free %zu: %u reports", flags, i, log.count);
+        cr_assert_eq(log.kind, REGAL_ERR_DOUBLE_FREE, "flags %u, double free %zu", flags, i);
+        cr_assert_eq(log.ptr, twice[i]);
+    }
+    error_log_remove();
+
+    /* Each freed object comes back once, and no other object was touched. */
+    void *x = regal_pool_alloc(p), *y = regal_pool_alloc(p), *z = regal_pool_alloc(p);
+    cr_assert(x != y && y != z && x != z, "flags %u: an object handed out twice", flags);
+    for (size_t i = 1; i < N - 1; i++)
+        cr_assert(pattern_intact(obj[i], 40, seed_of(obj[i], 40)), "flags %u: object %zu", flags,
+                  i);
+    cr_assert_eq(regal_arena_check(a), 0, "flags %u", flags);
+    regal_arena_destroy(a);
+}
+
+Test(pool, bad_frees_are_reported_by_every_path)
+{
+    bad_frees_are_reported(0);
+    bad_frees_are_reported(REGAL_ARENA_SINGLE_THREAD);
+}
+
+/* A write over a freed object's free-list link is caught by the
+ * single-thread fast path too: never the planted address, one report. */
+Test(pool, an_overwritten_link_is_caught_in_a_single_thread_arena)
+{
+    regal_arena_config cfg = {.flags = REGAL_ARENA_SINGLE_THREAD};
+    regal_arena *a = regal_arena_create(&cfg);
+    cr_assert_not_null(a);
+    regal_pool *p = regal_pool_create(a, 32, 16);
+    cr_assert_not_null(p);
+    void *o[4];
+    for (int i = 0; i < 4; i++)
+        o[i] = regal_pool_alloc(p);
+    regal_pool_free(p, o[1]);
+    static _Alignas(16) char target[64];
+    void *planted = target;
+    memcpy(o[1], &planted, sizeof planted); /* the write after free */
+
+    error_log log;
+    error_log_install(&log);
+    void *again = regal_pool_alloc(p);
+    void *next = regal_pool_alloc(p);
+    error_log_remove();
+    cr_assert_eq(again, o[1], "the freed object itself comes back first");
+    cr_assert_not_null(next);
+    cr_assert_neq(next, (void *)target);
+    cr_assert_eq(log.count, 1, "%u reports", log.count);
+    cr_assert_eq(log.kind, REGAL_ERR_CORRUPTION);
+    regal_arena_destroy(a);
+}
+
 /* ---- Threads sharing a pool ---------------------------------------------------- */
 
 #define POOL_THREADS    4

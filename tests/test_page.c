@@ -85,6 +85,102 @@ Test(page, slot_index_is_exact_for_odd_pool_slots)
         check_slot_index(slots[i], (size_t)63 << RG_PAGE_SHIFT);
 }
 
+/* rg_slot_at, the free paths' boundary test, must say "boundary" exactly
+ * at multiples of the slot size, with the true index, at every offset
+ * around each slot of a span of the largest span a class or pool has. */
+static void check_slot_at(uint32_t slot, size_t span_bytes)
+{
+    struct rg_page pg = {.slot_size = slot};
+    pg.recip = UINT64_MAX / slot + 1;
+    for (size_t k = 0; k * slot < span_bytes; k++) {
+        const size_t rs[] = {0, 1, 2, 8, slot / 2, slot - 2, slot - 1};
+        for (size_t j = 0; j < sizeof rs / sizeof rs[0]; j++) {
+            size_t off = k * slot + rs[j];
+            if (rs[j] >= slot || off >= span_bytes)
+                continue;
+            uint32_t s = UINT32_MAX;
+            bool boundary = rg_slot_at(&pg, off, &s);
+            cr_assert_eq(boundary, off % slot == 0, "slot %u offset %zu", slot, off);
+            cr_assert_eq(s, off / slot, "slot %u offset %zu", slot, off);
+        }
+    }
+}
+
+Test(page, slot_boundary_test_is_exact_for_every_class)
+{
+    for (unsigned c = 0; c < RG_CLASS_COUNT; c++)
+        check_slot_at(rg_class_size[c], (size_t)(RG_PAGES_PER_CHUNK - 1) << RG_PAGE_SHIFT);
+}
+
+Test(page, slot_boundary_test_is_exact_for_odd_and_largest_pool_slots)
+{
+    uint32_t slots[] = {8,    9,     12,     24,      100,         1000,
+                        4097, 65535, 100003, 1u << 20, (1u << 20) + 48};
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+        check_slot_at(slots[i], (size_t)(RG_PAGES_PER_CHUNK - 1) << RG_PAGE_SHIFT);
+}
+
+Test(page, a_descriptor_is_found_by_shift_from_any_address_in_its_page)
+{
+    cr_assert_eq(sizeof(struct rg_page), (size_t)1 << RG_PAGE_DESC_SHIFT);
+    uintptr_t chunk = (uintptr_t)7 << RG_CHUNK_SHIFT;
+    for (unsigned i = 0; i < RG_PAGES_PER_CHUNK; i++) {
+        uintptr_t page = chunk + ((uintptr_t)i << RG_PAGE_SHIFT);
+        cr_assert_eq(rg_page_index((void *)(page + 1)), i);
+        cr_assert_eq(rg_page_index((void *)(page + RG_PAGE_SIZE - 1)), i);
+    }
+    /* One past the chunk's end (a pointer whose chunk is found by p - 1)
+     * is page 0, which never holds a span. */
+    cr_assert_eq(rg_page_index((void *)(chunk + RG_CHUNK_SIZE)), 0);
+}
+
+/* After a reset, a stale pointer into a page the reset forgot (above the
+ * chunk's new top) is no block: its descriptor must not pass for a live
+ * span on the lock-free free path, which does not compare with top. */
+static int invalid_reports;
+
+static void count_invalid(regal_error_kind kind, const void *ptr, const char *msg, void *ctx)
+{
+    (void)ptr;
+    (void)msg;
+    (void)ctx;
+    if (kind == REGAL_ERR_INVALID_FREE)
+        invalid_reports++;
+}
+
+static void stale_free_after_reset(unsigned flags)
+{
+    regal_arena_config cfg = {.flags = flags};
+    regal_arena *a = regal_arena_create(&cfg);
+    cr_assert_not_null(a);
+    enum { N = 4000 }; /* 64-byte blocks: a span of 1024 per page, four pages */
+    static void *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = regal_alloc(a, 64);
+        cr_assert_not_null(b[i]);
+    }
+    regal_arena_reset(a);
+    void *fresh = regal_alloc(a, 64);
+    cr_assert_not_null(fresh);
+    memset(fresh, 0x5a, 64);
+    regal_set_error_handler(count_invalid, NULL);
+    invalid_reports = 0;
+    regal_free(b[N - 1]);
+    cr_assert_eq(invalid_reports, 1, "flags %u: %d reports", flags, invalid_reports);
+    regal_set_error_handler(NULL, NULL);
+    cr_assert_eq(regal_arena_check(a), 0, "flags %u", flags);
+    for (int i = 0; i < 64; i++)
+        cr_assert_eq(((unsigned char *)fresh)[i], 0x5a);
+    regal_free(fresh);
+    regal_arena_destroy(a);
+}
+
+Test(page, a_stale_pointer_above_top_after_a_reset_is_no_block)
+{
+    stale_free_after_reset(0);
+    stale_free_after_reset(REGAL_ARENA_SINGLE_THREAD);
+}
+
 /* A use-after-free write over a free slot's link must not make a later
  * allocation return the planted address. */
 static int corruption_reports;
