@@ -437,8 +437,7 @@ regal_arena *regal_default_arena(void)
 
 /* ---- routing ---- */
 
-/* The smallest size class whose slots are all aligned to align, if any. */
-static int aligned_class(size_t size, size_t align)
+int rg_aligned_class(size_t size, size_t align)
 {
     for (unsigned c = rg_size_class(size); c < RG_CLASS_COUNT; c++)
         if (rg_class_size[c] % align == 0)
@@ -449,7 +448,7 @@ static int aligned_class(size_t size, size_t align)
 void *rg_arena_alloc(regal_arena *a, size_t size, size_t align, size_t *usable)
 {
     if (size <= RG_SMALL_MAX) {
-        int c = align <= RG_ALIGN ? (int)rg_size_class(size) : aligned_class(size, align);
+        int c = align <= RG_ALIGN ? (int)rg_size_class(size) : rg_aligned_class(size, align);
         if (c >= 0) {
             *usable = rg_class_size[c];
             return rg_page_alloc(a, &a->own.classes[c]);

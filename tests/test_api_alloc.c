@@ -433,6 +433,28 @@ Test(aligned_alloc, honours_every_power_of_two_up_to_64_MiB)
     regal_arena_destroy(a);
 }
 
+/* Small aligned requests come from the calling thread's own pages, the
+ * ones its plain requests of the same class use (regal's pages are 64 KiB):
+ * they used to come from the arena's shared pages, under its lock. */
+Test(aligned_alloc, small_blocks_share_the_threads_pages_with_plain_ones)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    const size_t cases[][2] = {{16, 48}, {64, 64}, {64, 40}, {256, 256}, {4096, 4096}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t al = cases[i][0], size = cases[i][1];
+        void *q = regal_alloc(a, size < al ? al : size);
+        void *p = regal_aligned_alloc(a, al, size);
+        cr_assert_not_null(p);
+        cr_assert(is_aligned(p, al), "alignment %zu, size %zu: %p", al, size, p);
+        cr_assert_eq((uintptr_t)p >> 16, (uintptr_t)q >> 16,
+                     "alignment %zu, size %zu: %p not in the page of %p", al, size, p, q);
+        regal_free(p);
+        regal_free(q);
+    }
+    regal_arena_destroy(a);
+}
+
 Test(aligned_alloc, rejects_zero_and_non_powers_of_two_with_einval)
 {
     static const size_t bad[] = {0, 3, 24, 1000, 48, 4097, SIZE_MAX, ((size_t)1 << 20) + 16};
