@@ -110,6 +110,10 @@ SHIM void *realloc(void *p, size_t size)
         return NULL;
     }
     /* A block stays in the arena that owns it. */
+    uint32_t s;
+    struct rg_page *pg = rg_live_slot(p, RG_PAGE_CLASS, &s);
+    if (pg != NULL)
+        return rg_realloc_class(pg, s, p, size);
     struct rg_chunk *c;
     rg_vg_quiet_begin();
     regal_arena *owner = p != NULL ? rg_owner(p, &c) : NULL;

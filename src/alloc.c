@@ -374,33 +374,33 @@ static void *realloc_move(regal_arena *a, regal_arena *from, struct rg_ref *ref,
     return n;
 }
 
-/* Moves class block p of arena a (its span pg) to a new block of a by the
- * paths malloc and free take: no arena lock, and the new block comes from
- * the caller's own spans.  Moving under the lock (realloc_move) took it
- * from the arena's shared spans, whose later frees all went the remote way
- * (sqlite3 reallocs about a million small blocks across classes: 5% of its
- * instructions went there, against 2% for glibc's realloc). */
-static void *realloc_class_move(regal_arena *a, struct rg_page *pg, void *p, size_t size)
+/* Moves class block p of arena a (slot s of span pg) to a new block of a
+ * by the paths malloc and free take: no arena lock, the new block from the
+ * caller's own spans, and p's span already known.  Moving under the lock
+ * (realloc_move) took it from the arena's shared spans, whose later frees
+ * all went the remote way (sqlite3 reallocs about a million small blocks
+ * across classes). */
+static void *realloc_class_move(regal_arena *a, struct rg_page *pg, uint32_t s, void *p,
+                                size_t size)
 {
     if (!size_is_sane(size))
         return NULL;
     size_t old = pg->slot_size; /* p is live: its span stays */
-    void *n = regal_alloc(a, size);
-    if (n == NULL)
+    void *n = rg_alloc_fast(a, size);
+    if (n == NULL && (n = regal_alloc(a, size)) == NULL)
         return NULL;
     memcpy(n, p, old < size ? old : size);
-    rg_free_checked(p);
+    if (!rg_free_slot_fast(pg, p, s))
+        rg_free_checked(p);
     return n;
 }
 
-/* Class block p of arena a (its span pg): in place while the size keeps
- * its class, counted in the caller's theap with no lock (under the lock
- * when the caller has none yet); else moved. */
-static void *realloc_class(regal_arena *a, struct rg_page *pg, void *p, size_t size)
+void *rg_realloc_class(struct rg_page *pg, uint32_t s, void *p, size_t size)
 {
+    regal_arena *a = rg_chunk_of(p)->arena;
     size_t slot = pg->slot_size;
-    if (size > RG_SMALL_MAX || rg_class_size[rg_size_class(size)] != slot)
-        return realloc_class_move(a, pg, p, size);
+    if (size > RG_SMALL_MAX || rg_class_size[rg_size_class_small(size)] != slot)
+        return realloc_class_move(a, pg, s, p, size);
     struct rg_theap *h = rg_theap_of(a);
     if (RG_LIKELY(h != NULL)) {
         rg_counters_resize(&h->st, slot, slot, size);
@@ -416,9 +416,10 @@ void *regal_realloc(regal_arena *a, void *p, size_t size)
 {
     if (p == NULL)
         return regal_alloc(a, size);
-    struct rg_page *pg = rg_class_block(p); /* untracked arenas only */
+    uint32_t s;
+    struct rg_page *pg = rg_live_slot(p, RG_PAGE_CLASS, &s); /* untracked arenas only */
     if (pg != NULL && rg_chunk_of(p)->arena == a)
-        return realloc_class(a, pg, p, size);
+        return rg_realloc_class(pg, s, p, size);
     if (!arena_is_usable(a) || !size_is_sane(size))
         return NULL;
     if (rg_arena_tracked(a) || rg_owner_tracked(p))

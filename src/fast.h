@@ -88,12 +88,20 @@ RG_INLINE void *rg_alloc_fast_default(size_t size)
  * single-thread arena) with no remote frees waiting; false if it did
  * nothing.  Blocks of tracked arenas never pass.  The live bit is tested
  * and cleared last, in one go, once nothing else can send p elsewhere. */
+RG_INLINE bool rg_free_slot_fast(struct rg_page *pg, void *p, uint32_t s);
+
 RG_INLINE bool rg_free_fast(void *p)
 {
     uint32_t s;
     struct rg_page *pg = rg_slot_of(p, RG_PAGE_CLASS, &s);
     if (RG_UNLIKELY(pg == NULL))
         return false;
+    return rg_free_slot_fast(pg, p, s);
+}
+
+/* The same for p, slot s of class span pg (rg_slot_of's answer). */
+RG_INLINE bool rg_free_slot_fast(struct rg_page *pg, void *p, uint32_t s)
+{
     struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_RELAXED);
     if (RG_UNLIKELY(h->thread != &rg_tl && h->thread != RG_ANY_THREAD))
         return false;
