@@ -64,16 +64,18 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
     return c;
 }
 
-bool rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_chunk *to, size_t to_off)
+enum rg_move rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_chunk *to,
+                                size_t to_off)
 {
     size_t keep = from->map_size - size;
-    if (!rg_os_move((uint8_t *)from + keep, size, (uint8_t *)to + to_off))
-        return false;
+    enum rg_move moved = rg_os_move((uint8_t *)from + keep, size, (uint8_t *)to + to_off);
+    if (moved == RG_MOVE_NONE)
+        return moved;
     if (keep == 0)
         map_set(from, false); /* its header went with the pages */
     else
         from->map_size = keep;
-    return true;
+    return moved;
 }
 
 void rg_chunk_unmap(struct rg_chunk *c)

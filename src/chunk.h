@@ -3,6 +3,7 @@
 #define RG_CHUNK_H
 
 #include "common.h"
+#include "os.h" /* enum rg_move */
 
 struct regal_arena;
 
@@ -73,9 +74,10 @@ void rg_chunk_fork_release(void);
 
 /* Moves the last size bytes of chunk from (a large block's, from
  * rg_chunk_map; all of it when size is its map_size) to offset to_off of
- * chunk to, pages and all.  from shrinks by size, or is gone (its bit
- * cleared) when it moved whole.  False (nothing changed) on failure. */
-bool rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_chunk *to, size_t to_off);
+ * chunk to, pages and all (rg_os_move).  Unless nothing moved, from
+ * shrinks by size, or is gone (its bit cleared) when it moved whole. */
+enum rg_move rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_chunk *to,
+                                size_t to_off);
 /* Unmaps a chunk from rg_chunk_map (or rg_chunk_alloc) for good. */
 void rg_chunk_unmap(struct rg_chunk *c);
 

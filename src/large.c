@@ -204,14 +204,16 @@ static void header_init(struct regal_arena *a, struct rg_chunk *c)
 }
 
 /* Moves the last size bytes of cached mapping from to offset off of the
- * new mapping to; false if the kernel refused. */
+ * new mapping to; false if they did not arrive (then, unless the kernel
+ * refused before moving anything, they left the cache and are gone). */
 static bool take_pages(struct regal_arena *a, struct rg_chunk *from, size_t size,
                        struct rg_chunk *to, size_t off)
 {
     bool whole = size == from->map_size;
     if (whole)
         list_remove(&a->large_cache, from); /* before its header moves away */
-    if (!rg_chunk_move_tail(from, size, to, off)) {
+    enum rg_move moved = rg_chunk_move_tail(from, size, to, off);
+    if (moved == RG_MOVE_NONE) {
         if (whole)
             list_push(&a->large_cache, from);
         return false;
@@ -219,7 +221,9 @@ static bool take_pages(struct regal_arena *a, struct rg_chunk *from, size_t size
     a->large_cache_count -= whole;
     a->large_cache_bytes -= size;
     rg_arena_dirty_sub(a, size);
-    return true;
+    if (moved == RG_MOVE_LOST)
+        rg_arena_uncommit(a, size);
+    return moved == RG_MOVED;
 }
 
 /* Fills the new mapping c of need bytes with cached pages, from its start:

@@ -5,6 +5,7 @@
  */
 #include "os.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -126,7 +127,12 @@ uint64_t rg_os_secret(void)
     return secret;
 }
 
-bool rg_os_move(void *from, size_t size, void *to)
+enum rg_move rg_os_move(void *from, size_t size, void *to)
 {
-    return mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
+    if (mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED)
+        return RG_MOVED;
+    if (errno == EFAULT || errno == EINVAL)
+        return RG_MOVE_NONE;
+    munmap(from, size); /* whatever is left of it: its owner cannot know what moved */
+    return RG_MOVE_LOST;
 }

@@ -18,9 +18,13 @@ void rg_os_decommit(void *p, size_t size);
 bool rg_os_grow(void *p, size_t old_size, size_t new_size);
 /* Moves the pages of [from, from + size) onto [to, to + size), which must
  * be mapped already (it is replaced): no copy, no fault, from is unmapped
- * afterwards.  The source may span several mappings where the kernel
- * allows it (Linux 6.17 on).  False (nothing moved) on failure. */
-bool rg_os_move(void *from, size_t size, void *to);
+ * afterwards.  The source may span several OS mappings where the kernel
+ * allows it (Linux 6.17 on).  RG_MOVE_NONE: refused before anything moved
+ * (bad arguments; a range of several OS mappings before 6.17); RG_MOVE_LOST:
+ * failed on the way, possibly after moving part of it, and the rest of the
+ * source range was unmapped. */
+enum rg_move { RG_MOVED, RG_MOVE_NONE, RG_MOVE_LOST };
+enum rg_move rg_os_move(void *from, size_t size, void *to);
 /* The OS page size: inline, because the heap asks on every free-list
  * insertion (the pages inside a free block are its dirty memory). */
 extern size_t rg_os_page;
