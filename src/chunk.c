@@ -64,29 +64,18 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
     return c;
 }
 
-struct rg_chunk *rg_chunk_move_grow(struct rg_chunk *c, size_t map_size)
+enum rg_move rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_chunk *to,
+                                size_t to_off)
 {
-    struct rg_chunk *to = rg_os_move_grow(c, c->map_size, map_size, RG_CHUNK_SIZE,
-                                          (uintptr_t)1 << RG_ADDRESS_BITS); /* the map's reach */
-    if (to == NULL)
-        return NULL;
-    map_set(c, false);
-    to->map_size = map_size;
-    map_set(to, true);
-    return to;
-}
-
-struct rg_chunk *rg_chunk_split(struct rg_chunk *c, size_t keep)
-{
-    size_t size = c->map_size - keep;
-    struct rg_chunk *to = rg_os_move_grow((uint8_t *)c + keep, size, size, RG_CHUNK_SIZE,
-                                          (uintptr_t)1 << RG_ADDRESS_BITS);
-    if (to == NULL)
-        return NULL;
-    c->map_size = keep;
-    to->map_size = size;
-    map_set(to, true);
-    return to;
+    size_t keep = from->map_size - size;
+    enum rg_move moved = rg_os_move((uint8_t *)from + keep, size, (uint8_t *)to + to_off);
+    if (moved == RG_MOVE_NONE)
+        return moved;
+    if (keep == 0)
+        map_set(from, false); /* its header went with the pages */
+    else
+        from->map_size = keep;
+    return moved;
 }
 
 void rg_chunk_unmap(struct rg_chunk *c)

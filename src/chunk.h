@@ -3,6 +3,7 @@
 #define RG_CHUNK_H
 
 #include "common.h"
+#include "os.h" /* enum rg_move */
 
 struct regal_arena;
 
@@ -71,16 +72,12 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset);
 void rg_chunk_fork_prepare(void);
 void rg_chunk_fork_release(void);
 
-/* Moves a chunk from rg_chunk_map (a large block's) to a new aligned
- * address, grown to map_size; its pages come along.  NULL (c unchanged)
- * on failure. */
-struct rg_chunk *rg_chunk_move_grow(struct rg_chunk *c, size_t map_size);
-/* Moves the bytes of a chunk from rg_chunk_map past keep (a multiple of
- * the OS page) to a chunk of their own at a new aligned address, pages and
- * all (no fault); c keeps keep bytes.  The new chunk has map_size set, the
- * rest of its header is the bytes that were there.  NULL (c unchanged) on
- * failure. */
-struct rg_chunk *rg_chunk_split(struct rg_chunk *c, size_t keep);
+/* Moves the last size bytes of chunk from (a large block's, from
+ * rg_chunk_map; all of it when size is its map_size) to offset to_off of
+ * chunk to, pages and all (rg_os_move).  Unless nothing moved, from
+ * shrinks by size, or is gone (its bit cleared) when it moved whole. */
+enum rg_move rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_chunk *to,
+                                size_t to_off);
 /* Unmaps a chunk from rg_chunk_map (or rg_chunk_alloc) for good. */
 void rg_chunk_unmap(struct rg_chunk *c);
 

@@ -5,19 +5,34 @@
  * rg_chunk_of).
  *
  * Invariants:
- *  1. A live block is on the arena's large list with live == 1; a cached one
- *     on the cache list with live == 0; both count rg_large_committed() in
+ *  1. A live block is on the arena's large list with live == 1; a cached
+ *     mapping on the cache list with live == 0 and ptr the pointer of the
+ *     block freed there (the cache holds nothing else, so that only this
+ *     pointer reads as a double free); both count rg_large_committed() in
  *     the arena's mapped bytes: the mapping less the pages between the
  *     header and the user pointer that an over-aligned block never touches.
- *  3. Cached mappings have no such gap.
- *  2. cache_count <= CACHE_COUNT and cache_bytes <= cache_cap() when a
+ *  2. Cached mappings have no such gap.
+ *  3. cache_count <= CACHE_COUNT and cache_bytes <= cache_cap() when a
  *     mapping enters the cache.
  *
- * A request served from a cached mapping at least twice its size cuts the
- * rest off: it moves (mremap, pages and all) to a chunk of its own and is
- * cached in turn, so that blocks of varied sizes reuse resident pages
- * instead of faulting fresh ones (bench/large_churn: 400000 faults and
- * 0.92 s when the rest was unmapped, 236000 and 0.58 s now).
+ * The cache is a pool of resident pages more than a list of blocks: mremap
+ * moves pages from one mapping to another without copying or faulting
+ * them, so any cached page can serve any request.  A request takes the
+ * smallest cached mapping that holds it, as it is, if less than twice its
+ * size; otherwise it gets a new mapping of its exact size whose pages come
+ * from the cache (the tail of the smallest cached mapping that holds the
+ * rest, else the largest whole) and only the rest fresh from the OS.
+ * Fresh pages are committed only once the cache is empty, so the large
+ * blocks and the cache together grow only when the blocks pass their
+ * high-water mark (bench/large_churn: 204000 page faults and 0.55 s of
+ * CPU when a request could only take one cached mapping, cut or grown;
+ * 44700 and 0.25 s now, mimalloc 41000 and 0.23 s).
+ *
+ * Moving costs a system call per piece and leaves the new mapping made of
+ * several OS mappings, which the kernel moves one by one (before Linux
+ * 6.17 it refuses, and the rest is fresh) and cannot grow in place: hence
+ * the take-as-is rule, which moves nothing in 19 requests out of 20 there
+ * (and the process has 260 to 510 mappings, however long it runs).
  *
  * Cached mappings are dirty memory (purge.c): the purge policy unmaps them
  * once they have waited purge_delay, as regal_arena_trim does at once.
@@ -34,14 +49,22 @@
 #include "vg.h"
 
 #define CACHE_COUNT     32
-#define CACHE_BYTES_MIN ((size_t)64 << 20)
+#define CACHE_BYTES_MIN ((size_t)128 << 20)
 
-/* Freed mappings kept: up to a quarter of the bytes in use, at least
- * CACHE_BYTES_MIN; the purge policy gives them back after its delay. */
+/* Freed mappings kept: as many bytes as the arena has in use, at least
+ * CACHE_BYTES_MIN; the purge policy gives them back after its delay.  A
+ * smaller cap does not lower the peak (the cache only holds what the large
+ * blocks gave back since their high-water mark) but evicts pages that
+ * fault in again: bench/large_churn, whose large blocks swing between 20
+ * and 130 MiB, faulted 153000 pages with a cap of a quarter of in_use or
+ * 64 MiB, 164000 with in_use alone, 44700 with this.  The price there is
+ * peak RSS: 175 MiB against 169 with the old cap (mimalloc 161), because
+ * the pages the large blocks gave back stay while the heap holds free
+ * pages of its own (32 MiB of them at the peak). */
 static size_t cache_cap(const struct regal_arena *a)
 {
-    size_t quarter = rg_arena_in_use(a) / 4;
-    return quarter > CACHE_BYTES_MIN ? quarter : CACHE_BYTES_MIN;
+    size_t in_use = rg_arena_in_use(a);
+    return in_use > CACHE_BYTES_MIN ? in_use : CACHE_BYTES_MIN;
 }
 
 static struct rg_large *lg(struct rg_chunk *c)
@@ -92,7 +115,11 @@ static void list_remove(struct rg_chunk **head, struct rg_chunk *c)
         c->next->prev = c->prev;
 }
 
-static void release(struct regal_arena *a, struct rg_chunk *c);
+static void release(struct regal_arena *a, struct rg_chunk *c)
+{
+    rg_arena_uncommit(a, rg_large_committed(c));
+    rg_chunk_unmap(c);
+}
 
 /* Takes c out of the cache: it stops being dirty. */
 static void cache_remove(struct regal_arena *a, struct rg_chunk *c)
@@ -103,36 +130,59 @@ static void cache_remove(struct regal_arena *a, struct rg_chunk *c)
     rg_arena_dirty_sub(a, c->map_size);
 }
 
-static struct rg_chunk *cache_smallest(struct regal_arena *a)
+/* The smallest cached mapping of at least need bytes (0: the smallest). */
+static struct rg_chunk *cache_smallest(struct regal_arena *a, size_t need)
 {
-    struct rg_chunk *s = a->large_cache;
-    for (struct rg_chunk *x = s; x != NULL; x = x->next)
-        if (x->map_size < s->map_size)
-            s = x;
-    return s;
+    struct rg_chunk *best = NULL;
+    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
+        if (c->map_size >= need && (best == NULL || c->map_size < best->map_size))
+            best = c;
+    return best;
 }
 
-/* Keeps the free mapping c for reuse if the cache has room, else unmaps
- * it.  Smaller cached mappings make room for it: a big mapping serves any
- * request (cut to size), a small one only small requests, so that keeping
- * the big ones faults fewer pages (bench/large_churn: 236000 faults
- * without the eviction, 204000 with). */
+static struct rg_chunk *cache_largest(struct regal_arena *a)
+{
+    struct rg_chunk *best = a->large_cache;
+    for (struct rg_chunk *c = best; c != NULL; c = c->next)
+        if (c->map_size > best->map_size)
+            best = c;
+    return best;
+}
+
+/* Gives back the pages of c past keep bytes (a multiple of the OS page). */
+static void shrink(struct regal_arena *a, struct rg_chunk *c, size_t keep)
+{
+    rg_os_unmap((uint8_t *)c + keep, c->map_size - keep);
+    rg_arena_uncommit(a, c->map_size - keep);
+    c->map_size = keep;
+}
+
+/* Keeps the free mapping c for reuse as far as the cache has room, else
+ * unmaps it.  Smaller cached mappings make room for it (one mapping
+ * fewer); what still does not fit is cut off c.  An over-aligned block's
+ * mapping goes at once (the pages of its gap were never committed). */
 static void cache_put(struct regal_arena *a, struct rg_chunk *c)
 {
-    while (a->large_cache != NULL && a->large_cache_bytes + c->map_size > cache_cap(a)) {
-        struct rg_chunk *s = cache_smallest(a);
+    if (rg_large_committed(c) != c->map_size) {
+        release(a, c);
+        return;
+    }
+    size_t cap = cache_cap(a);
+    while (a->large_cache != NULL &&
+           (a->large_cache_count == CACHE_COUNT || a->large_cache_bytes + c->map_size > cap)) {
+        struct rg_chunk *s = cache_smallest(a, 0);
         if (s->map_size >= c->map_size)
             break;
         cache_remove(a, s);
         release(a, s);
     }
-    bool fits = a->large_cache_count < CACHE_COUNT &&
-                a->large_cache_bytes + c->map_size <= cache_cap(a) &&
-                rg_large_committed(c) == c->map_size;
-    if (!fits) {
+    size_t room = a->large_cache_bytes < cap ? (cap - a->large_cache_bytes) & ~(rg_os_page_size() - 1) : 0;
+    if (a->large_cache_count == CACHE_COUNT || room == 0) {
         release(a, c);
         return;
     }
+    if (room < c->map_size)
+        shrink(a, c, room);
     list_push(&a->large_cache, c);
     a->large_cache_count++;
     a->large_cache_bytes += c->map_size;
@@ -153,67 +203,95 @@ static void header_init(struct regal_arena *a, struct rg_chunk *c)
     lg(c)->live = 0;
 }
 
-/* Cuts free mapping c down to keep bytes; the rest becomes a mapping of
- * its own, moved with its pages (no fault when it is used again), and goes
- * to the cache. */
-static void cut_tail(struct regal_arena *a, struct rg_chunk *c, size_t keep)
+/* Moves the last size bytes of cached mapping from to offset off of the
+ * new mapping to; false if they did not arrive (then, unless the kernel
+ * refused before moving anything, they left the cache and are gone). */
+static bool take_pages(struct regal_arena *a, struct rg_chunk *from, size_t size,
+                       struct rg_chunk *to, size_t off)
 {
-    size_t tail = c->map_size - keep;
-    struct rg_chunk *t = rg_chunk_split(c, keep);
-    if (t == NULL) {
-        rg_os_unmap((uint8_t *)c + keep, tail);
-        rg_arena_uncommit(a, tail);
-        c->map_size = keep;
-        return;
+    bool whole = size == from->map_size;
+    if (whole)
+        list_remove(&a->large_cache, from); /* before its header moves away */
+    enum rg_move moved = rg_chunk_move_tail(from, size, to, off);
+    if (moved == RG_MOVE_NONE) {
+        if (whole)
+            list_push(&a->large_cache, from);
+        return false;
     }
-    header_init(a, t);
-    cache_put(a, t);
+    a->large_cache_count -= whole;
+    a->large_cache_bytes -= size;
+    rg_arena_dirty_sub(a, size);
+    if (moved == RG_MOVE_LOST)
+        rg_arena_uncommit(a, size);
+    return moved == RG_MOVED;
 }
 
-/* The smallest cached mapping of at least need bytes.  Its pages stay
- * resident (no fault when the block is filled); a tail past need as big as
- * need or more is cut off and cached on its own rather than hold pages in
- * a block that does not use them. */
+/* Fills the new mapping c of need bytes with cached pages, from its start:
+ * the tail of the smallest cached mapping that holds the rest, else the
+ * largest whole.  Returns the bytes moved; the pages past them stay
+ * fresh. */
+static size_t fill(struct regal_arena *a, struct rg_chunk *c, size_t need)
+{
+    size_t filled = 0;
+    while (filled < need && a->large_cache != NULL) {
+        size_t rest = need - filled;
+        struct rg_chunk *from = cache_smallest(a, rest);
+        if (from == NULL)
+            from = cache_largest(a);
+        size_t size = from->map_size < rest ? from->map_size : rest;
+        if (!take_pages(a, from, size, c, filled))
+            break; /* a kernel before 6.17 moves one OS mapping at a time */
+        filled += size;
+    }
+    return filled;
+}
+
+/* The smallest cached mapping that holds need bytes, as it is, if it is
+ * less than twice as big: what it has past need stays with the block
+ * (resident, but moving it would cost more). */
 static struct rg_chunk *cache_take(struct regal_arena *a, size_t need)
 {
-    struct rg_chunk *best = NULL;
-    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
-        if (c->map_size >= need && (best == NULL || c->map_size < best->map_size))
-            best = c;
-    if (best == NULL)
+    struct rg_chunk *c = cache_smallest(a, need);
+    if (c == NULL || c->map_size - need >= need)
         return NULL;
-    cache_remove(a, best);
-    if (best->map_size - need >= need)
-        cut_tail(a, best, need);
-    return best;
+    cache_remove(a, c);
+    return c;
 }
 
-/* When no cached mapping is big enough: the biggest one, moved to a new
- * address and grown to need (mremap), so that its pages stay resident and
- * only the growth faults in. */
-static struct rg_chunk *cache_grow(struct regal_arena *a, size_t need)
+/* A new mapping of need bytes whose pages come from the cache as far as
+ * it has them: only the rest is committed fresh. */
+static struct rg_chunk *assemble(struct regal_arena *a, size_t need)
 {
-    struct rg_chunk *c = a->large_cache;
-    for (struct rg_chunk *x = c; x != NULL; x = x->next)
-        if (x->map_size > c->map_size)
-            c = x;
+    struct rg_chunk *c = rg_chunk_map(need, RG_CHUNK_SIZE, 0);
     if (c == NULL)
         return NULL;
-    cache_remove(a, c); /* first: committing may purge the cache */
-    size_t old = c->map_size;
-    struct rg_chunk *to = NULL;
-    if (rg_arena_commit_bytes(a, need - old)) {
-        to = rg_chunk_move_grow(c, need);
-        if (to == NULL)
-            rg_arena_uncommit(a, need - old);
-    }
-    if (to == NULL) {
-        release(a, c);
+    size_t moved = fill(a, c, need);
+    c->map_size = need; /* the header's bytes may have moved in from a cached mapping */
+    /* After the moves: committing may purge the cache. */
+    if (moved < need && !rg_arena_commit_bytes(a, need - moved)) {
+        rg_arena_uncommit(a, moved);
+        rg_chunk_unmap(c);
         return NULL;
     }
-    rg_vg_noaccess(to, need);
-    rg_vg_defined(to, sizeof(struct rg_chunk));
-    return to;
+    header_init(a, c);
+    return c;
+}
+
+/* A block with untouched pages between header and pointer (alignments of
+ * two OS pages and more): a fresh mapping, whose gap is never committed. */
+static struct rg_chunk *map_gapped(struct regal_arena *a, size_t need, size_t align)
+{
+    size_t gap = untouched(user_offset(align));
+    if (!rg_arena_commit_bytes(a, need - gap))
+        return NULL;
+    struct rg_chunk *c = align <= RG_CHUNK_SIZE ? rg_chunk_map(need, RG_CHUNK_SIZE, 0)
+                                                : rg_chunk_map(need, align, RG_CHUNK_SIZE);
+    if (c == NULL) {
+        rg_arena_uncommit(a, need - gap);
+        return NULL;
+    }
+    header_init(a, c);
+    return c;
 }
 
 void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
@@ -223,23 +301,14 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
         errno = ENOMEM;
         return NULL;
     }
-    size_t gap = untouched(user_offset(align));
-    struct rg_chunk *c = gap == 0 ? cache_take(a, need) : NULL;
-    if (c == NULL && gap == 0)
-        c = cache_grow(a, need);
+    struct rg_chunk *c;
+    if (untouched(user_offset(align)) > 0)
+        c = map_gapped(a, need, align);
+    else if ((c = cache_take(a, need)) == NULL)
+        c = assemble(a, need);
     if (c == NULL) {
-        if (!rg_arena_commit_bytes(a, need - gap)) {
-            errno = ENOMEM;
-            return NULL;
-        }
-        c = align <= RG_CHUNK_SIZE ? rg_chunk_map(need, RG_CHUNK_SIZE, 0)
-                                   : rg_chunk_map(need, align, RG_CHUNK_SIZE);
-        if (c == NULL) {
-            rg_arena_uncommit(a, need - gap);
-            errno = ENOMEM;
-            return NULL;
-        }
-        header_init(a, c);
+        errno = ENOMEM;
+        return NULL;
     }
     lg(c)->ptr = (uint8_t *)c + user_offset(align);
     lg(c)->live = 1;
@@ -259,12 +328,6 @@ size_t rg_large_usable(struct rg_chunk *c)
     return (size_t)((uint8_t *)c + c->map_size - lg(c)->ptr);
 }
 
-static void release(struct regal_arena *a, struct rg_chunk *c)
-{
-    rg_arena_uncommit(a, rg_large_committed(c));
-    rg_chunk_unmap(c);
-}
-
 void rg_large_free(struct regal_arena *a, struct rg_chunk *c)
 {
     list_remove(&a->large, c);
@@ -281,11 +344,8 @@ bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size)
         return false;
     if (need <= c->map_size) {
         /* Shrinking by half or more gives the tail back. */
-        if (need <= c->map_size / 2) {
-            rg_os_unmap((uint8_t *)c + need, c->map_size - need);
-            rg_arena_uncommit(a, c->map_size - need);
-            c->map_size = need;
-        }
+        if (need <= c->map_size / 2)
+            shrink(a, c, need);
         return true;
     }
     if (!rg_arena_commit_bytes(a, need - c->map_size))

@@ -1,5 +1,5 @@
-/* Large blocks: one mapping each, headed by a chunk header; a small per-arena
- * cache of freed mappings for reuse. */
+/* Large blocks: one mapping each, headed by a chunk header; a per-arena
+ * cache of freed mappings whose pages later blocks reuse. */
 #ifndef RG_LARGE_H
 #define RG_LARGE_H
 

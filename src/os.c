@@ -5,6 +5,7 @@
  */
 #include "os.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -126,22 +127,12 @@ uint64_t rg_os_secret(void)
     return secret;
 }
 
-void *rg_os_move_grow(void *p, size_t old_size, size_t new_size, size_t align, uintptr_t limit)
+enum rg_move rg_os_move(void *from, size_t size, void *to)
 {
-    /* Reserve an aligned range, then move the pages onto it. */
-    size_t total = new_size + align;
-    uint8_t *raw = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (raw == MAP_FAILED)
-        return NULL;
-    uint8_t *to = (uint8_t *)rg_align_up((uintptr_t)raw, align);
-    if ((uintptr_t)to + new_size > limit ||
-        mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to) == MAP_FAILED) {
-        munmap(raw, total);
-        return NULL;
-    }
-    if (to > raw)
-        munmap(raw, (size_t)(to - raw));
-    if (raw + total > to + new_size)
-        munmap(to + new_size, (size_t)(raw + total - (to + new_size)));
-    return to;
+    if (mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED)
+        return RG_MOVED;
+    if (errno == EFAULT || errno == EINVAL)
+        return RG_MOVE_NONE;
+    munmap(from, size); /* whatever is left of it: its owner cannot know what moved */
+    return RG_MOVE_LOST;
 }

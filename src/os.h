@@ -13,13 +13,18 @@ void *rg_os_map_aligned(size_t size, size_t align, size_t offset);
 void rg_os_unmap(void *p, size_t size);
 /* Gives the pages back to the OS; they read as zero afterwards. */
 void rg_os_decommit(void *p, size_t size);
-/* Grows a mapping in place; false if the address space after it is taken. */
+/* Grows a mapping in place; false if the address space after it is taken
+ * or [p, p + old_size) is more than one OS mapping. */
 bool rg_os_grow(void *p, size_t old_size, size_t new_size);
-/* Moves a mapping of old_size bytes to a new address below limit, aligned
- * to align, and grows it to new_size: its pages move with it (no copy, no
- * fault), the rest reads as zero.  NULL (the old mapping unchanged) on
- * failure. */
-void *rg_os_move_grow(void *p, size_t old_size, size_t new_size, size_t align, uintptr_t limit);
+/* Moves the pages of [from, from + size) onto [to, to + size), which must
+ * be mapped already (it is replaced): no copy, no fault, from is unmapped
+ * afterwards.  The source may span several OS mappings where the kernel
+ * allows it (Linux 6.17 on).  RG_MOVE_NONE: refused before anything moved
+ * (bad arguments; a range of several OS mappings before 6.17); RG_MOVE_LOST:
+ * failed on the way, possibly after moving part of it, and the rest of the
+ * source range was unmapped. */
+enum rg_move { RG_MOVED, RG_MOVE_NONE, RG_MOVE_LOST };
+enum rg_move rg_os_move(void *from, size_t size, void *to);
 /* The OS page size: inline, because the heap asks on every free-list
  * insertion (the pages inside a free block are its dirty memory). */
 extern size_t rg_os_page;

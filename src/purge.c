@@ -25,9 +25,9 @@
  *     RG_PURGE_DELAY_DEFAULT; 0: at once).  The wait starts at the first
  *     slow path that finds dirty memory after the arena had none
  *     (a->dirty_since); the coarse monotonic clock is read only there.
- * The large cache is bounded on its own (large.c: 32 mappings, 64 MiB or a quarter of in_use) and
- * goes with the delay but not with the cap, so that a program cycling a
- * few large buffers keeps reusing them.  An idle arena runs no slow path
+ * The large cache is bounded on its own (large.c: 32 mappings, 128 MiB or
+ * in_use) and goes with the delay but not with the cap, so that a program
+ * cycling large buffers keeps reusing their pages.  An idle arena runs no slow path
  * and purges nothing; regal_arena_trim (malloc_trim) gives everything back
  * at once.
  *

@@ -1,12 +1,16 @@
 /*
- * Unit tests of src/large.c: the cache of freed large mappings, how a
- * mapping much bigger than a request is cut and what becomes of the rest.
+ * Unit tests of src/large.c: the cache of freed large mappings, whose
+ * pages serve later requests of any size: a mapping taken as it is, the
+ * tail of a bigger one, several joined, fresh pages only for the rest.
  */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 
 #include "arena.h"
 #include "helpers.h"
+#include "large.h"
 #include "options.h"
 #include "purge.h"
 
@@ -28,36 +32,47 @@ static void teardown(void)
 
 TestSuite(large, .init = setup, .fini = teardown);
 
-/* A freed 12 MiB mapping serves a 3 MiB request; the 9 MiB past it used
- * to be unmapped, so the next big request faulted fresh pages.  Now they
- * stay cached, with their contents: nothing new is committed. */
-Test(large, a_cut_tail_stays_cached_with_its_pages)
+/* Pages of [p, p + n) that are resident (mincore: reads nothing, so the
+ * answer is the same under sanitizers, whose shadow memory would fault). */
+static size_t resident_pages(const void *p, size_t n)
 {
-    uint8_t *big = regal_alloc(a, 12 * MiB);
-    cr_assert_not_null(big);
-    memset(big, 0x5a, 12 * MiB);
-    regal_free(big);
-    size_t mapped = stats_of(a).mapped;
-
-    uint8_t *small = regal_alloc(a, 3 * MiB);
-    cr_assert_eq(small, big, "the cached mapping is reused");
-    cr_assert_eq(a->large_cache_count, 1, "its tail is cached");
-    cr_assert_eq(stats_of(a).mapped, mapped, "nothing was unmapped");
-
-    uint8_t *tail = regal_alloc(a, 6 * MiB);
-    cr_assert_not_null(tail);
-    cr_assert_eq(a->large_cache_count, 0, "the tail served the request");
-    cr_assert_eq(stats_of(a).mapped, mapped, "nothing was committed");
-    cr_assert_eq(tail[6 * MiB - 1], 0x5a, "the tail kept its pages");
-    regal_free(small);
-    regal_free(tail);
+    uintptr_t from = (uintptr_t)p & ~(uintptr_t)4095, to = rg_align_up((uintptr_t)p + n, 4096);
+    size_t pages = (to - from) / 4096, count = 0;
+    unsigned char *vec = malloc(pages);
+    cr_assert_not_null(vec);
+    cr_assert_eq(mincore((void *)from, to - from, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        count += vec[i] & 1;
+    free(vec);
+    return count;
 }
 
-/* A tail smaller than the request stays with the block. */
-Test(large, a_small_tail_stays_with_the_block)
+static size_t pages_of(const void *p, size_t n)
 {
-    void *big = regal_alloc(a, 5 * MiB);
-    cr_assert_not_null(big);
+    return (rg_align_up((uintptr_t)p + n, 4096) - ((uintptr_t)p & ~(uintptr_t)4095)) / 4096;
+}
+
+static size_t cache_largest_size(void)
+{
+    size_t most = 0;
+    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
+        if (c->map_size > most)
+            most = c->map_size;
+    return most;
+}
+
+static void *alloc_filled(size_t size, int c)
+{
+    void *p = regal_alloc(a, size);
+    cr_assert_not_null(p);
+    memset(p, c, size);
+    return p;
+}
+
+/* A cached mapping less than twice the request serves it as it is. */
+Test(large, a_mapping_less_than_twice_the_request_is_taken_as_it_is)
+{
+    void *big = alloc_filled(5 * MiB, 1);
     regal_free(big);
     void *p = regal_alloc(a, 3 * MiB);
     cr_assert_eq(p, big);
@@ -66,18 +81,143 @@ Test(large, a_small_tail_stays_with_the_block)
     regal_free(p);
 }
 
-/* With the cache full, a freed mapping bigger than a cached one takes its
- * place: it used to be unmapped, while the small one stayed. */
-Test(large, a_bigger_mapping_evicts_a_smaller_one_from_a_full_cache)
+/* A freed 12 MiB mapping and a 3 MiB request: the request gets a mapping
+ * of its own made of the cached one's last pages, resident (no fault, no
+ * commit); the 9 MiB left stay cached and serve the next request. */
+Test(large, a_much_bigger_mapping_gives_its_tail_pages)
 {
-    void *big = regal_alloc(a, 40 * MiB), *small = regal_alloc(a, 30 * MiB);
-    cr_assert_not_null(big);
+    uint8_t *big = alloc_filled(12 * MiB, 0x5a);
+    regal_free(big);
+    size_t mapped = stats_of(a).mapped;
+
+    uint8_t *small = regal_alloc(a, 3 * MiB);
     cr_assert_not_null(small);
+    cr_assert_neq(small, big);
+    cr_assert_eq(small[3 * MiB - 1], 0x5a, "the pages moved with their contents");
+    cr_assert_eq(resident_pages(small, 3 * MiB), pages_of(small, 3 * MiB), "and are resident");
+    cr_assert_eq(a->large_cache_count, 1, "the rest is cached");
+    cr_assert_eq(stats_of(a).mapped, mapped, "nothing was committed");
+
+    uint8_t *rest = regal_alloc(a, 6 * MiB);
+    cr_assert_eq(rest, big, "the rest serves the next request");
+    cr_assert_eq(a->large_cache_count, 0);
+    cr_assert_eq(stats_of(a).mapped, mapped);
     regal_free(small);
-    regal_free(big); /* 70 MiB > the cache's 64 MiB */
-    cr_assert_eq(a->large_cache_count, 1);
-    cr_assert_geq(a->large_cache->map_size, 40 * MiB, "the big one is cached");
-    void *again = regal_alloc(a, 40 * MiB);
-    cr_assert_eq(again, big, "and reused");
+    regal_free(rest);
+}
+
+/* No cached mapping holds the request, but two together do: the block is
+ * made of their pages and faults none (this used to fault in the growth
+ * of the biggest one, or the whole block). */
+Test(large, mappings_too_small_alone_are_joined)
+{
+    void *x = alloc_filled(3 * MiB, 2), *y = alloc_filled(4 * MiB, 3);
+    regal_free(x);
+    regal_free(y);
+    size_t mapped = stats_of(a).mapped;
+
+    uint8_t *p = regal_alloc(a, 6 * MiB);
+    cr_assert_not_null(p);
+    cr_assert_eq(resident_pages(p, 6 * MiB), pages_of(p, 6 * MiB), "every page came from the cache");
+    cr_assert_eq(stats_of(a).mapped, mapped, "nothing was committed");
+    cr_assert_eq(a->large_cache_count, 1, "what is left of the smaller one stays");
+    cr_assert_lt(a->large_cache_bytes, 2 * MiB);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_free(p);
+}
+
+/* When the cache does not have enough, it gives all it has and only the
+ * rest is committed (and faults) fresh. */
+Test(large, only_what_the_cache_lacks_is_committed)
+{
+    void *x = alloc_filled(3 * MiB, 4);
+    regal_free(x);
+    size_t mapped = stats_of(a).mapped, cached = a->large_cache_bytes;
+
+    uint8_t *p = regal_alloc(a, 8 * MiB);
+    cr_assert_not_null(p);
+    size_t need = rg_align_up((size_t)(p - (uint8_t *)rg_chunk_of(p)) + 8 * MiB, 4096);
+    cr_assert_eq(a->large_cache_count, 0);
+    cr_assert_eq(stats_of(a).mapped, mapped + need - cached);
+    cr_assert_eq(resident_pages(rg_chunk_of(p), need), cached / 4096, "the cached pages, no other");
+    regal_free(p);
+}
+
+/* Within the cache's room every freed mapping is kept: a program whose
+ * large blocks shrink and grow again reuses its pages instead of faulting
+ * them (the cap used to be 64 MiB). */
+Test(large, the_cache_keeps_what_the_large_blocks_gave_back)
+{
+    void *big = alloc_filled(70 * MiB, 5), *small = alloc_filled(30 * MiB, 6);
+    regal_free(small);
+    regal_free(big);
+    cr_assert_eq(a->large_cache_count, 2);
+    void *again = regal_alloc(a, 99 * MiB);
+    cr_assert_not_null(again);
+    cr_assert_eq(resident_pages(again, 99 * MiB), pages_of(again, 99 * MiB),
+                 "the 99 MiB came from the cache");
     regal_free(again);
+}
+
+/* A full cache makes room for a bigger mapping by dropping smaller ones. */
+Test(large, a_bigger_mapping_evicts_smaller_ones_from_a_full_cache)
+{
+    void *small[32];
+    for (int i = 0; i < 32; i++)
+        small[i] = alloc_filled(3 * MiB, 8);
+    void *big = alloc_filled(20 * MiB, 9);
+    for (int i = 0; i < 32; i++)
+        regal_free(small[i]);
+    cr_assert_eq(a->large_cache_count, 32);
+    regal_free(big);
+    cr_assert_eq(a->large_cache_count, 32, "one small mapping made room");
+    cr_assert_geq(cache_largest_size(), 20 * MiB);
+}
+
+/* A cached mapping holds only the pages of a freed block: a free of that
+ * block's pointer is a double free, of any other address an invalid free.
+ * A tail cut off a cached mapping used to be cached with a made-up block
+ * pointer, whose free was reported as a double free of a block that never
+ * was. */
+Test(large, only_a_freed_blocks_pointer_reads_as_a_double_free)
+{
+    uint8_t *big = alloc_filled(12 * MiB, 1);
+    regal_free(big);
+    uint8_t *small = regal_alloc(a, 3 * MiB); /* the cached mapping is cut */
+    cr_assert_not_null(small);
+    cr_assert_geq(a->large_cache_count, 1);
+    size_t offset = rg_align_up(sizeof(struct rg_large), RG_ALIGN);
+    error_log log;
+    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next) {
+        uint8_t *p = (uint8_t *)c + offset;
+        error_log_install(&log);
+        regal_free(p);
+        error_log_remove();
+        cr_assert_eq(log.count, 1);
+        regal_error_kind want = p == big ? REGAL_ERR_DOUBLE_FREE : REGAL_ERR_INVALID_FREE;
+        cr_assert_eq(log.kind, want, "%p (the freed block was %p): kind %d", (void *)p,
+                     (void *)big, (int)log.kind);
+    }
+    regal_free(small);
+}
+
+/* Pointers into a large block past its first chunk, whose chunk header
+ * would be user data, are invalid frees found from the chunk map alone. */
+Test(large, interior_pointers_past_the_first_chunk_are_invalid_frees)
+{
+    uint8_t *p = regal_alloc(a, 12 * MiB);
+    cr_assert_not_null(p);
+    fill_pattern(p, 12 * MiB, 11);
+    const size_t offsets[] = {4096, 1 * MiB + 16, 4 * MiB, 5 * MiB, 9 * MiB + 64};
+    error_log log;
+    for (size_t i = 0; i < ARRAY_LEN(offsets); i++) {
+        error_log_install(&log);
+        regal_free(p + offsets[i]);
+        error_log_remove();
+        cr_assert_eq(log.count, 1, "p + %zu", offsets[i]);
+        cr_assert_eq(log.kind, REGAL_ERR_INVALID_FREE, "p + %zu: kind %d", offsets[i],
+                     (int)log.kind);
+    }
+    cr_assert(pattern_intact(p, 12 * MiB, 11));
+    regal_free(p);
 }

@@ -64,3 +64,28 @@ Test(os, a_taken_hint_still_gives_an_aligned_mapping)
     rg_os_unmap(first, 4 * MiB);
     rg_os_unmap(second, 4 * MiB);
 }
+
+/* Pages move with their contents onto a mapped range, and the source is
+ * gone; a request the kernel refuses (here a misaligned source) moves
+ * nothing. */
+Test(os, moves_pages_or_refuses_with_nothing_moved)
+{
+    size_t page = rg_os_page_size();
+    uint8_t *src = rg_os_map_aligned(4 * page, page, 0), *dst = rg_os_map_aligned(4 * page, page, 0);
+    cr_assert_not_null(src);
+    cr_assert_not_null(dst);
+    for (size_t i = 0; i < 4; i++)
+        src[i * page] = (uint8_t)(i + 1);
+    cr_assert_eq(rg_os_move(src + page, 2 * page, dst), RG_MOVED);
+    cr_assert_eq(dst[0], 2);
+    cr_assert_eq(dst[page], 3);
+    unsigned char vec[1];
+    cr_assert_neq(mincore(src + page, page, vec), 0, "the source range is unmapped");
+
+    cr_assert_eq(rg_os_move(src + 16, page, dst), RG_MOVE_NONE);
+    cr_assert_eq(src[0], 1, "nothing moved");
+    cr_assert_eq(src[3 * page], 4);
+    cr_assert_eq(dst[0], 2);
+    rg_os_unmap(src, 4 * page);
+    rg_os_unmap(dst, 4 * page);
+}
