@@ -13,6 +13,7 @@
 #include "arena.h"
 #include "error.h"
 #include "fast.h"
+#include "large.h"
 #include "stats.h"
 #include "track.h"
 
@@ -134,6 +135,18 @@ void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
     return p != NULL ? p : alloc_small_slow(a, h, (unsigned)c, size, alignment);
 }
 
+/* Makes untracked block p of size bytes read as zero; a large block's
+ * fresh pages already do (calloc(256 MiB) used to make every page
+ * resident, as glibc's does not). */
+static void zero_block(void *p, size_t size)
+{
+    struct rg_chunk *c = rg_chunk_of(p); /* a large block's own header above RG_HEAP_MAX */
+    if (size > RG_HEAP_MAX && c->kind == RG_CHUNK_LARGE)
+        rg_large_zero(c);
+    else
+        memset(p, 0, regal_usable_size(p));
+}
+
 void *regal_calloc(regal_arena *a, size_t count, size_t size)
 {
     size_t total;
@@ -145,7 +158,7 @@ void *regal_calloc(regal_arena *a, size_t count, size_t size)
         TRACKED_ALLOC(a, total, RG_ALIGN, true);
     void *p = regal_alloc(a, total);
     if (p != NULL)
-        memset(p, 0, regal_usable_size(p));
+        zero_block(p, total);
     return p;
 }
 

@@ -201,6 +201,7 @@ static void header_init(struct regal_arena *a, struct rg_chunk *c)
     memset(c->committed, 0, sizeof c->committed);
     lg(c)->ptr = (uint8_t *)c + user_offset(RG_ALIGN);
     lg(c)->live = 0;
+    lg(c)->dirty = 0;
 }
 
 /* Moves the last size bytes of cached mapping from to offset off of the
@@ -274,6 +275,7 @@ static struct rg_chunk *assemble(struct regal_arena *a, size_t need)
         return NULL;
     }
     header_init(a, c);
+    lg(c)->dirty = moved;
     return c;
 }
 
@@ -304,7 +306,9 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
     struct rg_chunk *c;
     if (untouched(user_offset(align)) > 0)
         c = map_gapped(a, need, align);
-    else if ((c = cache_take(a, need)) == NULL)
+    else if ((c = cache_take(a, need)) != NULL)
+        lg(c)->dirty = c->map_size;
+    else
         c = assemble(a, need);
     if (c == NULL) {
         errno = ENOMEM;
@@ -326,6 +330,27 @@ enum rg_large_status rg_large_status(struct rg_chunk *c, const void *p)
 size_t rg_large_usable(struct rg_chunk *c)
 {
     return (size_t)((uint8_t *)c + c->map_size - lg(c)->ptr);
+}
+
+/* Cached pages from this many bytes on are given back to the OS rather
+ * than cleared, so a large calloc costs neither a pass over memory the
+ * program may never touch nor its residency: calloc(64 MiB), one write
+ * and free, 50 times, took 3.1 s and 64 MiB of RSS when every page was
+ * cleared (glibc: no time, 1 MiB). */
+#define ZERO_BY_DECOMMIT ((size_t)1 << 20)
+
+void rg_large_zero(struct rg_chunk *c)
+{
+    uint8_t *p = lg(c)->ptr;
+    size_t off = (size_t)(p - (uint8_t *)c);
+    size_t dirty = lg(c)->dirty > off ? lg(c)->dirty - off : 0; /* ends on a page boundary */
+    size_t head = rg_align_up(off, rg_os_page_size()) - off;
+    if (dirty <= head || dirty - head < ZERO_BY_DECOMMIT) {
+        memset(p, 0, dirty);
+        return;
+    }
+    memset(p, 0, head);
+    rg_os_decommit(p + head, dirty - head);
 }
 
 void rg_large_free(struct regal_arena *a, struct rg_chunk *c)

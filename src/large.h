@@ -9,6 +9,8 @@ struct rg_large {
     struct rg_chunk base; /* kind RG_CHUNK_LARGE; map_size = bytes mapped */
     uint8_t *ptr;         /* the user pointer */
     uint32_t live;        /* 0 while cached */
+    size_t dirty;         /* bytes from the mapping's start that may not read as zero:
+                             the pages that came from the cache */
 };
 
 struct regal_arena;
@@ -18,6 +20,9 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align);
 enum rg_large_status { RG_LARGE_LIVE, RG_LARGE_DEAD, RG_LARGE_BOGUS };
 enum rg_large_status rg_large_status(struct rg_chunk *c, const void *p);
 size_t rg_large_usable(struct rg_chunk *c);
+/* Makes the live block of c read as zero, for calloc: only the pages that
+ * came from the cache, since fresh ones do. */
+void rg_large_zero(struct rg_chunk *c);
 /* Bytes of the mapping counted as committed (see large.c). */
 size_t rg_large_committed(const struct rg_chunk *c);
 void rg_large_free(struct regal_arena *a, struct rg_chunk *c);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "helpers.h"
 #include "regal.h"
@@ -306,6 +307,45 @@ Test(calloc, zeroes_recycled_large_blocks)
 
     check_calloc_zeroes_recycled(a, 2 * MiB);
 
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+/* Resident pages of [p, p + n), by mincore (which reads nothing). */
+static size_t resident_pages(const void *p, size_t n)
+{
+    uintptr_t from = (uintptr_t)p & ~(uintptr_t)4095, to = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
+    size_t pages = (to - from) / 4096, count = 0;
+    unsigned char *vec = malloc(pages);
+    cr_assert_not_null(vec);
+    cr_assert_eq(mincore((void *)from, to - from, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        count += vec[i] & 1;
+    free(vec);
+    return count;
+}
+
+/* A large calloc leaves fresh pages alone (they read as zero), as glibc
+ * does: calloc(64 MiB) used to make all of them resident.  Pages that come
+ * back from freed blocks read as zero too, given back to the OS rather
+ * than cleared. */
+Test(calloc, leaves_fresh_pages_of_a_large_block_untouched)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    const size_t n = 64 * MiB;
+    unsigned char *p = regal_calloc(a, 1, n);
+    cr_assert_not_null(p);
+    cr_assert_lt(resident_pages(p, n), 16u, "%zu of %zu pages resident", resident_pages(p, n),
+                 n / 4096);
+    cr_assert_eq(first_byte_not(p, n, 0), n);
+    memset(p, 0xab, n);
+    regal_free(p);
+    p = regal_calloc(a, n / 8, 8); /* the same pages, from the cache: given back, not cleared */
+    cr_assert_not_null(p);
+    cr_assert_lt(resident_pages(p, n), 16u);
+    cr_assert_eq(first_byte_not(p, regal_usable_size(p), 0), regal_usable_size(p));
+    regal_free(p);
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
 }
