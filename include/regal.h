@@ -212,7 +212,8 @@ REGAL_API size_t regal_arena_compact(regal_arena *a);
 typedef struct regal_stats { /* all in bytes or counts */
     size_t in_use;           /* sum of the usable sizes of live blocks */
     size_t peak_in_use;      /* highest in_use since create (or reset); with several
-                                threads, the sum of each thread's own peak */
+                                threads an upper bound: the sum of each thread's own
+                                peak, or the highest mapped if that is lower */
     size_t mapped;           /* bytes committed from the OS (counted against limit) */
     size_t requested_total;  /* sum of the sizes ever requested */
     size_t blocks_in_use;    /* live blocks */

@@ -49,6 +49,13 @@ static void release_all(regal_arena *a)
     rg_handle_decommit_free(a);
 }
 
+static void add_mapped(regal_arena *a, size_t bytes)
+{
+    a->mapped += bytes;
+    if (a->mapped > a->peak_mapped)
+        a->peak_mapped = a->mapped;
+}
+
 bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)
 {
     rg_purge_maybe(a);
@@ -57,7 +64,7 @@ bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)
         if (!fits(a, bytes))
             return false;
     }
-    a->mapped += bytes;
+    add_mapped(a, bytes);
     return true;
 }
 
@@ -79,7 +86,7 @@ bool rg_arena_commit(regal_arena *a, struct rg_chunk *c, size_t from, size_t to,
     /* Counted after the purge, which may have given part of it back. */
     if (was_dirty)
         rg_arena_dirty_sub(a, rg_chunk_committed_in(c, from, to));
-    a->mapped += fresh;
+    add_mapped(a, fresh);
     rg_chunk_set_committed(c, from, to);
     return true;
 }
@@ -249,6 +256,7 @@ static void init_queues(regal_arena *a)
 {
     a->theaps = NULL;
     a->peak_floor = 0;
+    a->peak_mapped = a->mapped;
     rg_theap_init(&a->own, a);
     bool single = (a->flags & REGAL_ARENA_SINGLE_THREAD) && !rg_arena_tracked(a);
     /* No thread's in a shared arena: its spans change under the lock. */

@@ -40,6 +40,7 @@ struct regal_arena {
     struct rg_theap own;      /* spans no thread owns; the counters of the locked paths */
     struct rg_theap *theaps;  /* the threads' theaps of this arena (theap.h) */
     size_t peak_floor;        /* highest summed peak seen when a theap left */
+    size_t peak_mapped;       /* highest mapped since create or reset: bounds the peak */
     struct rg_pageq meta;     /* the arena's own objects: pools */
     struct regal_pool *pools; /* live pools */
     struct rg_heap heap;

@@ -230,13 +230,19 @@ void rg_theap_fork_child(regal_arena *a)
 /* ---- figures ---- */
 
 /* Other threads' counters are read as they are, with no lock: their owners
- * write them with plain stores on the fast paths (stats.h). */
+ * write them with plain stores on the fast paths (stats.h).  The peak of a
+ * sum is not the sum of the peaks: where one thread allocates and another
+ * frees, the first one's peak grows without end (a producer/consumer
+ * program reported 1.6 GB for 164 MB resident).  Live blocks never hold
+ * more than the arena has committed, so its highest mapped bounds it. */
 size_t rg_arena_peak(regal_arena *a)
 {
     size_t sum = a->own.st.peak_in_use;
     for (const struct rg_theap *h = a->theaps; h != NULL; h = h->next)
         sum += h->st.peak_in_use;
-    return sum > a->peak_floor ? sum : a->peak_floor;
+    if (sum < a->peak_floor)
+        sum = a->peak_floor;
+    return sum < a->peak_mapped ? sum : a->peak_mapped;
 }
 
 size_t rg_arena_in_use(const regal_arena *a)

@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +264,44 @@ Test(stats, reset_clears_in_use_and_restarts_the_peak)
     regal_free(p);
 
     cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+struct handoff {
+    void **blocks;
+    size_t n;
+};
+
+static void *free_all(void *arg)
+{
+    struct handoff *h = arg;
+    for (size_t i = 0; i < h->n; i++)
+        regal_free(h->blocks[i]);
+    return NULL;
+}
+
+/* One thread allocates, another frees: the allocating thread's own count
+ * only grows, and the summed peaks used to report every byte ever
+ * allocated (100 MiB here, against 1 MiB live at any time). */
+Test(stats, peak_stays_bounded_when_one_thread_allocates_and_another_frees)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    enum { ROUNDS = 100, BLOCKS = 1000 };
+    void *blocks[BLOCKS];
+    struct handoff h = {blocks, BLOCKS};
+    for (int r = 0; r < ROUNDS; r++) {
+        for (size_t i = 0; i < BLOCKS; i++)
+            cr_assert_not_null(blocks[i] = regal_alloc(a, 1024));
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, free_all, &h), 0);
+        cr_assert_eq(pthread_join(t, NULL), 0);
+    }
+    regal_stats st;
+    regal_arena_stats(a, &st);
+    cr_assert_eq(st.in_use, 0);
+    cr_assert_lt(st.peak_in_use, (size_t)16 << 20, "peak_in_use %zu", st.peak_in_use);
+    cr_assert_geq(st.peak_in_use, (size_t)BLOCKS * 1024);
     regal_arena_destroy(a);
 }
 
