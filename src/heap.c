@@ -281,6 +281,30 @@ static struct rg_hblock *find_or_grow(struct regal_arena *a, size_t need)
     return b;
 }
 
+/* Whether all of free block b is committed: its interior is when its
+ * dirty bytes are all of it, and the rest of a block always is (its header
+ * and footer were written inside committed ranges, and a purge takes only
+ * the interior).  Then an allocation from b has nothing to commit inside
+ * it, and skips the look at the chunk's granules. */
+static bool block_is_committed(const struct rg_hblock *b)
+{
+    size_t from, to;
+    block_interior(b, &from, &to);
+    bool all = b->dirty == to - from;
+    RG_ASSERT(!all || rg_chunk_uncommitted(rg_chunk_of(b),
+                                           (size_t)((uintptr_t)b - (uintptr_t)rg_chunk_of(b)),
+                                           (size_t)((uintptr_t)b - (uintptr_t)rg_chunk_of(b)) +
+                                               bsize(b)) == 0);
+    return all;
+}
+
+/* Commits what free block b needs for a block ending at end, and the
+ * header after it (inside b, or the next block's, which is committed). */
+static bool commit_for(struct regal_arena *a, struct rg_hblock *b, uint8_t *end)
+{
+    return block_is_committed(b) || commit_range(a, b, end + sizeof *b);
+}
+
 void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *usable)
 {
     size_t bs = block_size_for(size);
@@ -293,7 +317,7 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
     uint8_t *user = align <= RG_ALIGN ? (uint8_t *)b + RG_HB_HEADER : aligned_user(b, align);
     size_t gap = (size_t)(user - RG_HB_HEADER - (uint8_t *)b);
     list_remove(&a->heap, b); /* before its granules change (and out of a purge's way) */
-    if (!commit_range(a, b, user + bs + sizeof *b)) { /* and the next header */
+    if (!commit_for(a, b, user + bs)) {
         list_insert(&a->heap, b);
         errno = ENOMEM;
         return NULL;
