@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "regal.h"
@@ -205,6 +206,22 @@ static inline size_t process_rss(void)
         resident = 0;
     fclose(f);
     return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Pages of [p, p + n) that are resident (mincore: reads nothing, so the
+ * answer is the same under sanitizers, whose shadow memory would fault). */
+static inline size_t resident_pages(const void *p, size_t n)
+{
+    uintptr_t from = (uintptr_t)p & ~(uintptr_t)4095;
+    uintptr_t to = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
+    size_t pages = (to - from) / 4096, count = 0;
+    unsigned char *vec = malloc(pages);
+    cr_assert_not_null(vec);
+    cr_assert_eq(mincore((void *)from, to - from, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        count += vec[i] & 1;
+    free(vec);
+    return count;
 }
 
 /* Whole OS pages inside a freed block p of usable bytes, 64 bytes at each

@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "helpers.h"
 #include "regal.h"
@@ -309,20 +308,6 @@ Test(calloc, zeroes_recycled_large_blocks)
 
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
-}
-
-/* Resident pages of [p, p + n), by mincore (which reads nothing). */
-static size_t resident_pages(const void *p, size_t n)
-{
-    uintptr_t from = (uintptr_t)p & ~(uintptr_t)4095, to = ((uintptr_t)p + n + 4095) & ~(uintptr_t)4095;
-    size_t pages = (to - from) / 4096, count = 0;
-    unsigned char *vec = malloc(pages);
-    cr_assert_not_null(vec);
-    cr_assert_eq(mincore((void *)from, to - from, vec), 0);
-    for (size_t i = 0; i < pages; i++)
-        count += vec[i] & 1;
-    free(vec);
-    return count;
 }
 
 /* A large calloc leaves fresh pages alone (they read as zero), as glibc

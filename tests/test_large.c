@@ -6,7 +6,6 @@
 #include <criterion/criterion.h>
 #include <string.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include "arena.h"
 #include "helpers.h"
@@ -31,21 +30,6 @@ static void teardown(void)
 }
 
 TestSuite(large, .init = setup, .fini = teardown);
-
-/* Pages of [p, p + n) that are resident (mincore: reads nothing, so the
- * answer is the same under sanitizers, whose shadow memory would fault). */
-static size_t resident_pages(const void *p, size_t n)
-{
-    uintptr_t from = (uintptr_t)p & ~(uintptr_t)4095, to = rg_align_up((uintptr_t)p + n, 4096);
-    size_t pages = (to - from) / 4096, count = 0;
-    unsigned char *vec = malloc(pages);
-    cr_assert_not_null(vec);
-    cr_assert_eq(mincore((void *)from, to - from, vec), 0);
-    for (size_t i = 0; i < pages; i++)
-        count += vec[i] & 1;
-    free(vec);
-    return count;
-}
 
 static size_t pages_of(const void *p, size_t n)
 {
