@@ -83,12 +83,54 @@ static RG_NOINLINE void *alloc_small_slow(regal_arena *a, struct rg_theap *h, un
     return p;
 }
 
+/* Locks a for a heap operation of the caller's theap h; if another thread
+ * holds the lock, h caches freed heap blocks from now on (mcache.h). */
+static void lock_heap(regal_arena *a, struct rg_theap *h)
+{
+    if (!rg_arena_needs_lock(a))
+        return;
+    if (pthread_mutex_trylock(&a->lock) == 0)
+        return;
+    if (h != NULL)
+        h->mcache.on = true;
+    pthread_mutex_lock(&a->lock);
+}
+
+/* A heap request of the caller's theap h (so a is live and untracked):
+ * from the thread's cache of freed blocks if it has one, else from the
+ * heap; counted in h. */
+static RG_NOINLINE void *alloc_heap(regal_arena *a, struct rg_theap *h, size_t size)
+{
+    size_t usable;
+    void *p = NULL;
+    if (h->mcache.on)
+        p = rg_mcache_alloc(a, &h->mcache, size, &usable);
+    if (p == NULL) {
+        lock_heap(a, h);
+        p = rg_heap_alloc(a, size, RG_ALIGN, &usable);
+        if (p == NULL && h->mcache.bytes > 0) { /* at the limit: this thread's cache first */
+            rg_mcache_flush(a, &h->mcache);
+            p = rg_heap_alloc(a, size, RG_ALIGN, &usable);
+        }
+        rg_arena_unlock(a);
+        if (p == NULL)
+            return NULL;
+    }
+    rg_counters_alloc(&h->st, usable, size);
+    return p;
+}
+
 /* What regal_alloc's fast path (fast.h) does not serve, tracked blocks
  * aside. */
 static RG_NOINLINE void *alloc_rest(regal_arena *a, size_t size)
 {
-    if (size <= RG_SMALL_MAX && a != NULL && a->magic == RG_ARENA_MAGIC)
-        return alloc_small_slow(a, rg_theap_of(a), rg_size_class(size), size, RG_ALIGN);
+    if (size <= RG_HEAP_MAX && a != NULL && a->magic == RG_ARENA_MAGIC) {
+        struct rg_theap *h = rg_theap_of(a);
+        if (size <= RG_SMALL_MAX)
+            return alloc_small_slow(a, h, rg_size_class(size), size, RG_ALIGN);
+        if (h != NULL)
+            return alloc_heap(a, h, size);
+    }
     return rg_alloc_checked(a, size, RG_ALIGN);
 }
 
@@ -265,9 +307,52 @@ static RG_NOINLINE void free_class_slow(regal_arena *a, struct rg_page *pg, void
         free_other(a, h, pg, p);
 }
 
+/* A block of heap chunk c of untracked arena a: into the caller's cache
+ * if it has one (mcache.h), else back to the heap; one look at the chunk
+ * for both. */
+static RG_NOINLINE void free_heap(regal_arena *a, struct rg_chunk *c, void *p)
+{
+    struct rg_theap *h = rg_theap_of(a);
+    if (h != NULL && h->mcache.on) {
+        size_t usable = rg_mcache_free(a, &h->mcache, c, p);
+        if (usable != 0) {
+            rg_counters_free(&h->st, 1, usable);
+            return;
+        }
+    }
+    if (h == NULL)
+        h = rg_theap_ensure(a); /* count in the caller's theap; NULL when exiting */
+    lock_heap(a, h);
+    enum rg_hblock_status st = rg_heap_status(c, p);
+    if (st == RG_HB_LIVE) {
+        rg_counters_free(h != NULL ? &h->st : &a->own.st, 1, rg_heap_usable(p));
+        rg_heap_free(a, p);
+    }
+    rg_arena_unlock(a);
+    if (st != RG_HB_LIVE) {
+        struct rg_ref ref = {.chunk = c, .page = NULL, .arena = a};
+        rg_report_bad_pointer("free", p, st == RG_HB_DEAD ? RG_REF_DEAD : RG_REF_FOREIGN, &ref);
+    }
+}
+
+/* The chunk of p if it is a heap chunk of an untracked arena, else NULL. */
+static struct rg_chunk *untracked_heap_chunk(const void *p)
+{
+    struct rg_chunk *c = rg_chunk_of(p);
+    if (p == NULL || (RG_CHECKS && !rg_chunk_is_mapped(p)) || c->magic != RG_CHUNK_MAGIC ||
+        c->kind != RG_CHUNK_HEAP || rg_arena_tracked(c->arena))
+        return NULL;
+    return c;
+}
+
 /* The fast path is fast.h's; every other case starts here. */
 static RG_NOINLINE void free_rest(void *p)
 {
+    struct rg_chunk *c = untracked_heap_chunk(p);
+    if (c != NULL) {
+        free_heap(c->arena, c, p);
+        return;
+    }
     struct rg_page *pg = rg_class_block(p);
     if (pg != NULL)
         free_class_slow(rg_chunk_of(p)->arena, pg, p, rg_slot_index(pg, p));
@@ -458,6 +543,7 @@ size_t regal_arena_trim(regal_arena *a)
         return 0;
     rg_vg_quiet_begin();
     rg_arena_lock(a);
+    rg_theap_flush_caches(a);
     size_t n = rg_arena_trim_locked(a);
     rg_arena_unlock(a);
     rg_vg_quiet_end();

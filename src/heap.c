@@ -24,7 +24,13 @@
  *
  * The chunk key changes on every reset, so headers left from before a reset
  * no longer pass invariant 2: a stale pointer is an invalid free, never a
- * block.  Everything here runs under the arena's lock.
+ * block.  Everything here runs under the arena's lock, but for
+ * rg_heap_claim and rg_heap_unclaim: a thread cache (mcache.c) marks a
+ * block cached and live again with no lock.  So the lock holder changes a
+ * block it does not own (PREV_FREE of a used block) with an atomic
+ * read-modify-write, and the check word leaves out the flags that change
+ * that way (RG_HB_SHARED_FLAGS).  To the heap a cached block is a used
+ * one; to its owner, the statistics and regal_arena_visit it is free.
  *
  * Purging (purge.c) gives back the interior of a free block: the OS pages
  * wholly inside it past its header and links and before its footer
@@ -62,9 +68,16 @@ static struct rg_hblock *block_of(const void *p)
     return (struct rg_hblock *)((uint8_t *)p - RG_HB_HEADER);
 }
 
+/* The size word, read as one: a thread cache may change its shared flags
+ * meanwhile. */
+static size_t hword(const struct rg_hblock *b)
+{
+    return __atomic_load_n(&b->size, __ATOMIC_RELAXED);
+}
+
 static size_t bsize(const struct rg_hblock *b)
 {
-    return b->size & ~RG_HB_FLAGS;
+    return hword(b) & ~RG_HB_FLAGS;
 }
 
 static uint64_t chunk_key_of(uint64_t epoch)
@@ -80,18 +93,23 @@ static uint64_t chunk_key(const struct rg_chunk *c)
 
 static size_t check_of(const struct rg_hblock *b, size_t size_field)
 {
-    return size_field ^ (uintptr_t)b ^ chunk_key(rg_chunk_of(b));
+    return (size_field & ~RG_HB_SHARED_FLAGS) ^ (uintptr_t)b ^ chunk_key(rg_chunk_of(b));
 }
 
 static void set_header(struct rg_hblock *b, size_t size, size_t flags)
 {
-    b->size = size | flags;
-    b->check = check_of(b, b->size);
+    __atomic_store_n(&b->size, size | flags, __ATOMIC_RELAXED);
+    b->check = check_of(b, size | flags);
 }
 
+/* flag is a shared one (PREV_FREE): b may be a used block that another
+ * thread is caching right now. */
 static void set_flag(struct rg_hblock *b, size_t flag, bool on)
 {
-    set_header(b, bsize(b), on ? (b->size & RG_HB_FLAGS) | flag : (b->size & RG_HB_FLAGS) & ~flag);
+    if (on)
+        __atomic_fetch_or(&b->size, flag, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_and(&b->size, ~flag, __ATOMIC_RELAXED);
 }
 
 /* The block after b, or NULL at the end of the region. */
@@ -119,8 +137,7 @@ static void set_footer(struct rg_hblock *b)
 
 static size_t block_size_for(size_t size)
 {
-    size_t bs = rg_align_up(size + RG_HB_HEADER, RG_ALIGN);
-    return bs < RG_HB_MIN_BLOCK ? RG_HB_MIN_BLOCK : bs;
+    return rg_heap_block_size(size);
 }
 
 /* The pages a purge gives back from free block b, as offsets [*from, *to)
@@ -220,7 +237,7 @@ static struct rg_hblock *list_find(struct rg_heap *h, size_t size)
  * (merged with a free block after it); fixes the next block's PREV_FREE. */
 static void split_tail(struct rg_heap *h, struct rg_hblock *b, size_t bs)
 {
-    size_t cur = bsize(b), prev_flag = b->size & RG_HB_PREV_FREE;
+    size_t cur = bsize(b), prev_flag = hword(b) & RG_HB_PREV_FREE;
     struct rg_hblock *next = block_next(b);
     if (cur - bs < RG_HB_MIN_BLOCK) {
         set_header(b, cur, prev_flag);
@@ -231,7 +248,7 @@ static void split_tail(struct rg_heap *h, struct rg_hblock *b, size_t bs)
     set_header(b, bs, prev_flag);
     struct rg_hblock *rest = (struct rg_hblock *)((uint8_t *)b + bs);
     size_t rsize = cur - bs;
-    if (next && (next->size & RG_HB_FREE)) {
+    if (next && (hword(next) & RG_HB_FREE)) {
         list_remove(h, next);
         rsize += bsize(next);
     }
@@ -330,7 +347,7 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
         b = block_of(user);
         set_header(b, total - gap, RG_HB_PREV_FREE);
     } else {
-        set_header(b, bsize(b), b->size & RG_HB_PREV_FREE);
+        set_header(b, bsize(b), hword(b) & RG_HB_PREV_FREE);
     }
     split_tail(&a->heap, b, bs);
     *usable = bsize(b) - RG_HB_HEADER;
@@ -344,10 +361,36 @@ enum rg_hblock_status rg_heap_status(struct rg_chunk *c, const void *p)
         return RG_HB_BOGUS;
     const struct rg_hblock *b = block_of(p);
     size_t s = bsize(b);
-    if (b->check != check_of(b, b->size) || s < RG_HB_MIN_BLOCK ||
+    if (b->check != check_of(b, hword(b)) || s < RG_HB_MIN_BLOCK ||
         s > HEAP_END - (off - RG_HB_HEADER))
         return RG_HB_BOGUS;
-    return (b->size & RG_HB_FREE) ? RG_HB_DEAD : RG_HB_LIVE;
+    return (hword(b) & (RG_HB_FREE | RG_HB_CACHED)) ? RG_HB_DEAD : RG_HB_LIVE;
+}
+
+size_t rg_heap_claim(struct rg_chunk *c, void *p, size_t lo, size_t hi)
+{
+    uintptr_t off = (uintptr_t)p - (uintptr_t)c;
+    if (((uintptr_t)p & (RG_ALIGN - 1)) != 0 || off < HEAP_BEGIN + RG_HB_HEADER || off >= HEAP_END)
+        return 0;
+    struct rg_hblock *b = block_of(p);
+    size_t w = hword(b);
+    do {
+        size_t s = w & ~RG_HB_FLAGS;
+        if ((w & (RG_HB_FREE | RG_HB_CACHED)) || b->check != check_of(b, w) ||
+            s < lo || s >= hi || s > HEAP_END - (off - RG_HB_HEADER))
+            return 0;
+        /* Fails only when the lock holder changed PREV_FREE meanwhile, or
+         * another thread cached the block first (a double free). */
+    } while (!__atomic_compare_exchange_n(&b->size, &w, w | RG_HB_CACHED, true, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    return w & ~RG_HB_FLAGS;
+}
+
+size_t rg_heap_unclaim(void *p)
+{
+    struct rg_hblock *b = block_of(p);
+    return (__atomic_fetch_and(&b->size, ~RG_HB_CACHED, __ATOMIC_RELAXED) & ~RG_HB_FLAGS) -
+           RG_HB_HEADER;
 }
 
 size_t rg_heap_usable(const void *p)
@@ -363,14 +406,14 @@ void rg_heap_free(struct regal_arena *a, void *p)
     struct rg_hblock *next = block_next(b);
     /* Mark the header free first: if it is absorbed by a neighbour, a later
      * free of p still reads as a double free. */
-    set_header(b, size, (b->size & RG_HB_PREV_FREE) | RG_HB_FREE);
-    if (b->size & RG_HB_PREV_FREE) {
+    set_header(b, size, (hword(b) & RG_HB_PREV_FREE) | RG_HB_FREE);
+    if (hword(b) & RG_HB_PREV_FREE) {
         struct rg_hblock *prev = block_prev(b);
         list_remove(h, prev);
         size += bsize(prev);
         b = prev;
     }
-    if (next && (next->size & RG_HB_FREE)) {
+    if (next && (hword(next) & RG_HB_FREE)) {
         list_remove(h, next);
         size += bsize(next);
     }
@@ -392,14 +435,14 @@ bool rg_heap_resize(struct regal_arena *a, void *p, size_t size)
         return true;
     }
     struct rg_hblock *next = block_next(b);
-    if (next == NULL || !(next->size & RG_HB_FREE) || cur + bsize(next) < bs)
+    if (next == NULL || !(hword(next) & RG_HB_FREE) || cur + bsize(next) < bs)
         return false;
     list_remove(&a->heap, next); /* before its granules change */
     if (!commit_range(a, b, (uint8_t *)b + bs + sizeof *b)) {
         list_insert(&a->heap, next);
         return false;
     }
-    set_header(b, cur + bsize(next), b->size & RG_HB_PREV_FREE);
+    set_header(b, cur + bsize(next), hword(b) & RG_HB_PREV_FREE);
     split_tail(&a->heap, b, bs);
     return true;
 }
@@ -464,7 +507,7 @@ static size_t trim_block(struct regal_arena *a, struct rg_hblock *b)
 static bool chunk_is_empty(struct rg_chunk *c)
 {
     const struct rg_hblock *b = (const struct rg_hblock *)((uint8_t *)c + HEAP_BEGIN);
-    return (b->size & RG_HB_FREE) && bsize(b) == HEAP_SPAN;
+    return (hword(b) & RG_HB_FREE) && bsize(b) == HEAP_SPAN;
 }
 
 size_t rg_heap_purge(struct regal_arena *a, size_t want)
@@ -516,7 +559,7 @@ void rg_heap_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx)
         uint8_t *p = (uint8_t *)c + HEAP_BEGIN, *end = (uint8_t *)c + HEAP_END;
         for (struct rg_hblock *b; p < end; p += bsize(b)) {
             b = (struct rg_hblock *)p;
-            if (!(b->size & RG_HB_FREE))
+            if (!(hword(b) & (RG_HB_FREE | RG_HB_CACHED)))
                 fn(p + RG_HB_HEADER, bsize(b) - RG_HB_HEADER, ctx);
         }
     }
@@ -527,13 +570,13 @@ void rg_heap_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx)
 static bool block_is_valid(struct rg_heap *h, struct rg_hblock *b, bool prev_free, size_t *nfree)
 {
     size_t s = bsize(b);
-    if (b->check != check_of(b, b->size))
+    if (b->check != check_of(b, hword(b)))
         return rg_check_fail(b, "heap block %p: bad header check (invariant 2)", (void *)b);
     if (s < RG_HB_MIN_BLOCK || s % RG_ALIGN != 0)
         return rg_check_fail(b, "heap block %p: bad size %zu (invariant 1)", (void *)b, s);
-    if (((b->size & RG_HB_PREV_FREE) != 0) != prev_free)
+    if (((hword(b) & RG_HB_PREV_FREE) != 0) != prev_free)
         return rg_check_fail(b, "heap block %p: PREV_FREE disagrees (invariant 4)", (void *)b);
-    if (!(b->size & RG_HB_FREE))
+    if (!(hword(b) & RG_HB_FREE))
         return true;
     if (prev_free)
         return rg_check_fail(b, "heap block %p: two free blocks adjacent (invariant 3)", (void *)b);
@@ -564,7 +607,7 @@ static bool lists_are_valid(struct rg_heap *h, size_t *nlisted)
             if (((h->sl_map[f] >> s) & 1) != (b != NULL))
                 return rg_check_fail(h, "heap: second-level bit %u.%u wrong (invariant 5)", f, s);
             for (; b != NULL; prev = b, b = b->next_free, ++*nlisted)
-                if (b->prev_free != prev || !(b->size & RG_HB_FREE))
+                if (b->prev_free != prev || !(hword(b) & RG_HB_FREE))
                     return rg_check_fail(b, "heap: list %u.%u broken at %p (invariant 5)", f, s,
                                          (void *)b);
         }
@@ -582,7 +625,7 @@ int rg_heap_check(struct regal_arena *a)
             struct rg_hblock *b = (struct rg_hblock *)p;
             if (!block_is_valid(&a->heap, b, prev_free, &nfree))
                 return -1;
-            prev_free = (b->size & RG_HB_FREE) != 0;
+            prev_free = (hword(b) & RG_HB_FREE) != 0;
             p += bsize(b);
         }
         if (p != end) {

@@ -52,7 +52,15 @@ struct rg_hblock {
 
 #define RG_HB_FREE      ((size_t)1)
 #define RG_HB_PREV_FREE ((size_t)2)
-#define RG_HB_FLAGS     ((size_t)15)
+/* A block freed into a thread's cache (mcache.h): free for its owner and
+ * the statistics, used for the heap. */
+#define RG_HB_CACHED ((size_t)4)
+#define RG_HB_FLAGS  ((size_t)15)
+/* Flags changed by an atomic read-modify-write of the size word, with no
+ * lock (CACHED) or by the lock holder while another thread may set CACHED
+ * (PREV_FREE); the check word leaves them out, so it never changes with
+ * them. */
+#define RG_HB_SHARED_FLAGS (RG_HB_PREV_FREE | RG_HB_CACHED)
 
 /* Per-arena state: the free lists of all its heap chunks. */
 struct rg_heap {
@@ -67,12 +75,26 @@ struct regal_arena;
  * NULL + ENOMEM on failure.  *usable receives its usable size. */
 void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *usable);
 
+/* The bytes of the block that holds a request of size bytes. */
+RG_INLINE size_t rg_heap_block_size(size_t size)
+{
+    size_t bs = rg_align_up(size + RG_HB_HEADER, RG_ALIGN);
+    return bs < RG_HB_MIN_BLOCK ? RG_HB_MIN_BLOCK : bs;
+}
+
 enum rg_hblock_status { RG_HB_LIVE, RG_HB_DEAD, RG_HB_BOGUS };
-/* What p is in heap chunk c: a live block, a freed one, or no block at all.
- * Reads only memory inside the chunk. */
+/* What p is in heap chunk c: a live block, a freed one (cached ones too),
+ * or no block at all.  Reads only memory inside the chunk. */
 enum rg_hblock_status rg_heap_status(struct rg_chunk *c, const void *p);
 size_t rg_heap_usable(const void *p);
 void rg_heap_free(struct regal_arena *a, void *p);
+/* With no lock: marks live block p of chunk c cached and returns its block
+ * bytes, if they are in [lo, hi); 0 (nothing changed) otherwise, or when p
+ * is not a live block or seems not to be (the locked path then decides and
+ * reports). */
+size_t rg_heap_claim(struct rg_chunk *c, void *p, size_t lo, size_t hi);
+/* With no lock: cached block p is live again; its usable bytes. */
+size_t rg_heap_unclaim(void *p);
 /* Resizes live block p in place to hold size bytes; false if it cannot. */
 bool rg_heap_resize(struct regal_arena *a, void *p, size_t size);
 

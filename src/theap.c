@@ -206,9 +206,20 @@ void rg_theap_abandon(regal_arena *a, struct rg_theap *h)
         a->peak_floor = peak;
     for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
         rg_pageq_abandon(&h->classes[i], &a->own.classes[i]);
+    rg_mcache_flush(a, &h->mcache);
     counters_add(&a->own.st, &h->st);
     unlink_from_arena(a, h);
     __atomic_store_n(&h->arena, RG_ORPHAN, __ATOMIC_RELAXED);
+}
+
+void rg_theap_flush_caches(regal_arena *a)
+{
+    struct rg_theap *mine = rg_theap_of(a);
+    if (mine != NULL)
+        rg_mcache_flush(a, &mine->mcache);
+    for (struct rg_theap *h = a->theaps; h != NULL; h = h->next)
+        if (h != mine)
+            rg_mcache_request_flush(&h->mcache);
 }
 
 void rg_theap_orphan_all(regal_arena *a)

@@ -13,7 +13,8 @@
  *
  * Lifetime: a theap is made on a thread's first allocation or free in the
  * arena and handed back when the thread exits: its spans go to arena->own
- * (empty ones to their chunk), where other threads adopt them.  Arena reset
+ * (empty ones to their chunk), where other threads adopt them, and its
+ * cached heap blocks (mcache.h) go back to the heap.  Arena reset
  * and destroy orphan every theap of the arena (arena NULL): the owning
  * thread drops it on its next use, without touching it.  Theaps are never
  * unmapped (recycled through a free list), so a late write by another
@@ -22,6 +23,7 @@
 #ifndef RG_THEAP_H
 #define RG_THEAP_H
 
+#include "mcache.h"
 #include "page.h"
 
 struct regal_arena;
@@ -52,6 +54,7 @@ struct rg_theap {
     struct rg_theap *next_of_thread; /* the thread's theaps, or the free list */
     struct rg_tl *thread;            /* the owning thread's record; for arena->own NULL, or
                                         RG_ANY_THREAD in an untracked single-thread arena */
+    struct rg_mcache mcache; /* freed heap blocks (mcache.h); empty in arena->own */
 };
 
 /* Per-thread record: a direct-mapped cache from arena to theap (an entry
@@ -78,8 +81,12 @@ void rg_theap_init(struct rg_theap *h, struct regal_arena *a);
 /* The calling thread's theap of shared arena a, made if needed (call with
  * no lock held); NULL when the thread is exiting or out of memory. */
 struct rg_theap *rg_theap_bind(struct regal_arena *a);
-/* Hands every span of h to a->own (caller holds a's lock); counters too. */
+/* Hands every span of h to a->own and its cached heap blocks to the heap
+ * (caller holds a's lock); counters too. */
 void rg_theap_abandon(struct regal_arena *a, struct rg_theap *h);
+/* Trim: the caller's cached heap blocks go back to the heap at once, every
+ * other thread's at its next cache operation (caller holds a's lock). */
+void rg_theap_flush_caches(struct regal_arena *a);
 /* Orphans every theap of a (reset, destroy; caller holds a's lock). */
 void rg_theap_orphan_all(struct regal_arena *a);
 /* In a fork child: abandons the theaps of threads that are gone. */
