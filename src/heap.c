@@ -140,12 +140,18 @@ static size_t block_size_for(size_t size)
     return rg_heap_block_size(size);
 }
 
+/* Offset of block b from its chunk. */
+static size_t block_offset(const struct rg_hblock *b)
+{
+    return (size_t)((uintptr_t)b - (uintptr_t)rg_chunk_of(b));
+}
+
 /* The pages a purge gives back from free block b, as offsets [*from, *to)
  * from its chunk: whole OS pages past the header and links and before the
  * footer (the region's last block has none). */
 static void block_interior(const struct rg_hblock *b, size_t *from, size_t *to)
 {
-    size_t page = rg_os_page_size(), off = (size_t)((uintptr_t)b - (uintptr_t)rg_chunk_of(b));
+    size_t page = rg_os_page_size(), off = block_offset(b);
     size_t end = off + bsize(b);
     *from = rg_align_up(off + sizeof *b, page);
     *to = (block_next(b) == NULL ? end : end - sizeof(size_t)) & ~(page - 1);
@@ -308,10 +314,8 @@ static bool block_is_committed(const struct rg_hblock *b)
     size_t from, to;
     block_interior(b, &from, &to);
     bool all = b->dirty == to - from;
-    RG_ASSERT(!all || rg_chunk_uncommitted(rg_chunk_of(b),
-                                           (size_t)((uintptr_t)b - (uintptr_t)rg_chunk_of(b)),
-                                           (size_t)((uintptr_t)b - (uintptr_t)rg_chunk_of(b)) +
-                                               bsize(b)) == 0);
+    RG_ASSERT(!all || rg_chunk_uncommitted(rg_chunk_of(b), block_offset(b),
+                                           block_offset(b) + bsize(b)) == 0);
     return all;
 }
 
@@ -376,8 +380,8 @@ size_t rg_heap_claim(struct rg_chunk *c, void *p, size_t lo, size_t hi)
     size_t w = hword(b);
     do {
         size_t s = w & ~RG_HB_FLAGS;
-        if ((w & (RG_HB_FREE | RG_HB_CACHED)) || b->check != check_of(b, w) ||
-            s < lo || s >= hi || s > HEAP_END - (off - RG_HB_HEADER))
+        if ((w & (RG_HB_FREE | RG_HB_CACHED)) || b->check != check_of(b, w) || s < lo || s >= hi ||
+            s > HEAP_END - (off - RG_HB_HEADER))
             return 0;
         /* Fails only when the lock holder changed PREV_FREE meanwhile, or
          * another thread cached the block first (a double free). */

@@ -54,7 +54,7 @@ struct rg_theap {
     struct rg_theap *next_of_thread; /* the thread's theaps, or the free list */
     struct rg_tl *thread;            /* the owning thread's record; for arena->own NULL, or
                                         RG_ANY_THREAD in an untracked single-thread arena */
-    struct rg_mcache mcache; /* freed heap blocks (mcache.h); empty in arena->own */
+    struct rg_mcache mcache;         /* freed heap blocks (mcache.h); empty in arena->own */
 };
 
 /* Per-thread record: a direct-mapped cache from arena to theap (an entry

@@ -4,8 +4,8 @@
  * tail of a bigger one, several joined, fresh pages only for the rest.
  */
 #include <criterion/criterion.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "arena.h"
 #include "helpers.h"
@@ -102,7 +102,8 @@ Test(large, mappings_too_small_alone_are_joined)
 
     uint8_t *p = regal_alloc(a, 6 * MiB);
     cr_assert_not_null(p);
-    cr_assert_eq(resident_pages(p, 6 * MiB), pages_of(p, 6 * MiB), "every page came from the cache");
+    cr_assert_eq(resident_pages(p, 6 * MiB), pages_of(p, 6 * MiB),
+                 "every page came from the cache");
     cr_assert_eq(stats_of(a).mapped, mapped, "nothing was committed");
     cr_assert_eq(a->large_cache_count, 1, "what is left of the smaller one stays");
     cr_assert_lt(a->large_cache_bytes, 2 * MiB);
@@ -179,8 +180,8 @@ Test(large, only_a_freed_blocks_pointer_reads_as_a_double_free)
         error_log_remove();
         cr_assert_eq(log.count, 1);
         regal_error_kind want = p == big ? REGAL_ERR_DOUBLE_FREE : REGAL_ERR_INVALID_FREE;
-        cr_assert_eq(log.kind, want, "%p (the freed block was %p): kind %d", (void *)p,
-                     (void *)big, (int)log.kind);
+        cr_assert_eq(log.kind, want, "%p (the freed block was %p): kind %d", (void *)p, (void *)big,
+                     (int)log.kind);
     }
     regal_free(small);
 }
