@@ -335,27 +335,18 @@ static RG_NOINLINE void free_heap(regal_arena *a, struct rg_chunk *c, void *p)
     }
 }
 
-/* The chunk of p if it is a heap chunk of an untracked arena, else NULL. */
-static struct rg_chunk *untracked_heap_chunk(const void *p)
-{
-    struct rg_chunk *c = rg_chunk_of(p);
-    if (p == NULL || (RG_CHECKS && !rg_chunk_is_mapped(p)) || c->magic != RG_CHUNK_MAGIC ||
-        c->kind != RG_CHUNK_HEAP || rg_arena_tracked(c->arena))
-        return NULL;
-    return c;
-}
-
 /* The fast path is fast.h's; every other case starts here. */
 static RG_NOINLINE void free_rest(void *p)
 {
-    struct rg_chunk *c = untracked_heap_chunk(p);
-    if (c != NULL) {
+    struct rg_chunk *c = rg_chunk_of(p);
+    if (RG_IN_UNTRACKED_CHUNK(p, c, RG_CHUNK_HEAP)) {
         free_heap(c->arena, c, p);
         return;
     }
-    struct rg_page *pg = rg_class_block(p);
+    uint32_t s;
+    struct rg_page *pg = rg_live_slot(p, RG_PAGE_CLASS, &s);
     if (pg != NULL)
-        free_class_slow(rg_chunk_of(p)->arena, pg, p, rg_slot_index(pg, p));
+        free_class_slow(rg_chunk_of(p)->arena, pg, p, s);
     else
         free_slow(p);
 }
