@@ -76,11 +76,20 @@
 extern void *__libc_malloc(size_t size);
 extern void __libc_free(void *p);
 
-enum variant { REGAL_ARENA, REGAL_POOL, REGAL_FREE, GLIBC, MI_HEAP, MI_FREE, JEMALLOC, TCMALLOC,
-               VARIANTS };
-static const char *const variant_names[VARIANTS] = {
-    "regal_arena", "regal_pool", "regal_free", "glibc",
-    "mi_heap",     "mi_free",    "jemalloc",   "tcmalloc"};
+enum variant {
+    REGAL_ARENA,
+    REGAL_POOL,
+    REGAL_FREE,
+    GLIBC,
+    MI_HEAP,
+    MI_FREE,
+    JEMALLOC,
+    TCMALLOC,
+    VARIANTS
+};
+static const char *const variant_names[VARIANTS] = {"regal_arena", "regal_pool", "regal_free",
+                                                    "glibc",       "mi_heap",    "mi_free",
+                                                    "jemalloc",    "tcmalloc"};
 
 /* The preloaded variants: plain malloc and free in a child whose
  * LD_PRELOAD names the peer's library (it comes before the mimalloc this
@@ -100,8 +109,8 @@ static const char *const scenario_names[SCENARIOS] = {"frame", "pool"};
  * bases of the ratios (glibc, then mimalloc's). */
 static const enum variant frame_variants[] = {GLIBC,    MI_HEAP,     MI_FREE,   JEMALLOC,
                                               TCMALLOC, REGAL_ARENA, REGAL_FREE};
-static const enum variant pool_variants[] = {GLIBC,    MI_FREE,    REGAL_POOL,
-                                             JEMALLOC, TCMALLOC,   REGAL_FREE};
+static const enum variant pool_variants[] = {GLIBC,    MI_FREE,  REGAL_POOL,
+                                             JEMALLOC, TCMALLOC, REGAL_FREE};
 
 static bool variant_available(enum variant v)
 {
@@ -287,11 +296,8 @@ static void (*const frame_loops[VARIANTS])(const size_t *, void **, size_t) = {
 #endif
 };
 static void (*const pool_loops[VARIANTS])(void **, uint64_t *, size_t) = {
-    [REGAL_POOL] = pool_REGAL_POOL,
-    [REGAL_FREE] = pool_REGAL_FREE,
-    [GLIBC] = pool_GLIBC,
-    [JEMALLOC] = pool_JEMALLOC,
-    [TCMALLOC] = pool_TCMALLOC,
+    [REGAL_POOL] = pool_REGAL_POOL, [REGAL_FREE] = pool_REGAL_FREE, [GLIBC] = pool_GLIBC,
+    [JEMALLOC] = pool_JEMALLOC,     [TCMALLOC] = pool_TCMALLOC,
 #if BENCH_MIMALLOC
     [MI_FREE] = pool_MI_FREE,
 #endif

@@ -86,8 +86,9 @@ static bool pages_are_valid(regal_arena *a, size_t *committed)
         }
         for (unsigned i = pc->top; i < RG_PAGES_PER_CHUNK; i++)
             if (rg_page_desc(c, i)->state != RG_PAGE_FREE)
-                return rg_check_fail(c, "pages chunk %p: page %u above top %u in use (page.c invariant 5)",
-                                     (void *)c, i, pc->top);
+                return rg_check_fail(
+                    c, "pages chunk %p: page %u above top %u in use (page.c invariant 5)",
+                    (void *)c, i, pc->top);
         if (spans != pc->spans_live)
             return rg_check_fail(c, "pages chunk %p: %u spans, %u counted (page.c invariant 1)",
                                  (void *)c, spans, pc->spans_live);

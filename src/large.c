@@ -176,7 +176,8 @@ static void cache_put(struct regal_arena *a, struct rg_chunk *c)
         cache_remove(a, s);
         release(a, s);
     }
-    size_t room = a->large_cache_bytes < cap ? (cap - a->large_cache_bytes) & ~(rg_os_page_size() - 1) : 0;
+    size_t room =
+        a->large_cache_bytes < cap ? (cap - a->large_cache_bytes) & ~(rg_os_page_size() - 1) : 0;
     if (a->large_cache_count == CACHE_COUNT || room == 0) {
         release(a, c);
         return;

@@ -29,8 +29,8 @@ __extension__ typedef unsigned __int128 rg_u128;
 /* Slots per span are capped so that the live-slot bitmap stays 128 bytes
  * and a page descriptor 256: the descriptors of a pages chunk fill four OS
  * pages, not ten, which every chunk with a live span keeps resident, and a
- * page's descriptor is found with a shift (no multiply).  A span of a class below 64 bytes uses only the start of its
- * page (16-byte slots: 16 KiB of 64); the rest is never touched. */
+ * page's descriptor is found with a shift (no multiply).  A span of a class below 64 bytes uses
+ * only the start of its page (16-byte slots: 16 KiB of 64); the rest is never touched. */
 #define RG_PAGE_MAX_SLOTS 1024
 #define RG_DATA_PAGE0     1 /* page 0 of a pages chunk is metadata */
 

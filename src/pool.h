@@ -11,9 +11,9 @@
 struct rg_counters;
 
 struct regal_pool {
-    uint32_t magic;            /* RG_POOL_MAGIC while alive */
-    uint32_t fast;             /* RG_POOL_FAST while alive in an untracked single-thread arena:
-                                  the fast paths (pool.c) need no lock */
+    uint32_t magic; /* RG_POOL_MAGIC while alive */
+    uint32_t fast;  /* RG_POOL_FAST while alive in an untracked single-thread arena:
+                       the fast paths (pool.c) need no lock */
     /* Above: readable under memcheck (RG_POOL_OPEN bytes), the rest NOACCESS. */
     struct regal_arena *arena; /* owner */
     struct rg_counters *st;    /* the arena's own counters (those of the fast paths) */

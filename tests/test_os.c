@@ -18,9 +18,8 @@ Test(os, aligned_mappings_are_aligned_for_every_alignment_and_offset)
 {
     const size_t cases[][3] = {
         /* size, align, offset */
-        {4 * MiB, 4 * MiB, 0},   {12 * MiB, 4 * MiB, 0}, {64 << 10, 64, 0},
-        {64 << 10, 4096, 0},     {8 * MiB, 8 * MiB, 4 * MiB},
-        {20 * MiB, 16 * MiB, 4 * MiB},
+        {4 * MiB, 4 * MiB, 0}, {12 * MiB, 4 * MiB, 0},      {64 << 10, 64, 0},
+        {64 << 10, 4096, 0},   {8 * MiB, 8 * MiB, 4 * MiB}, {20 * MiB, 16 * MiB, 4 * MiB},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (int rep = 0; rep < 3; rep++) {
@@ -71,7 +70,8 @@ Test(os, a_taken_hint_still_gives_an_aligned_mapping)
 Test(os, moves_pages_or_refuses_with_nothing_moved)
 {
     size_t page = rg_os_page_size();
-    uint8_t *src = rg_os_map_aligned(4 * page, page, 0), *dst = rg_os_map_aligned(4 * page, page, 0);
+    uint8_t *src = rg_os_map_aligned(4 * page, page, 0),
+            *dst = rg_os_map_aligned(4 * page, page, 0);
     cr_assert_not_null(src);
     cr_assert_not_null(dst);
     for (size_t i = 0; i < 4; i++)

@@ -114,8 +114,7 @@ Test(page, slot_boundary_test_is_exact_for_every_class)
 
 Test(page, slot_boundary_test_is_exact_for_odd_and_largest_pool_slots)
 {
-    uint32_t slots[] = {8,    9,     12,     24,      100,         1000,
-                        4097, 65535, 100003, 1u << 20, (1u << 20) + 48};
+    uint32_t slots[] = {8, 9, 12, 24, 100, 1000, 4097, 65535, 100003, 1u << 20, (1u << 20) + 48};
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
         check_slot_at(slots[i], (size_t)(RG_PAGES_PER_CHUNK - 1) << RG_PAGE_SHIFT);
 }
