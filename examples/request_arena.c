@@ -42,7 +42,7 @@
 #define CACHE_CAP      256  /* entries */
 #define CACHE_BUCKETS  512  /* hash buckets, a power of two */
 #define HIT_VERIFY     16   /* every 16th hit is checked against a fresh render */
-#define WARM_REQUESTS  2000 /* mapped is compared against the value here */
+#define WARM_REQUESTS  5000 /* mapped is compared against the value here */
 #define SAMPLE_EVERY   500  /* requests between samples of the shared arena */
 #define MAX_GROWTH_PCT 10.0
 #define KIB            1024u
