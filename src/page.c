@@ -355,14 +355,19 @@ static void mark_pages(uint64_t *pages, size_t from, size_t to, unsigned shift)
         bit_on(pages, i);
 }
 
-/* Whether the link of free slot f lies in pages marked in kept. */
-static bool link_kept(const struct rg_page *pg, const void *f, const uint64_t *kept, unsigned shift)
+/* Whether every page free slot f touches is marked in kept: a slot with
+ * any page given back must not be handed out before span_regain commits
+ * its pages again (and counts them). */
+static bool slot_kept(const struct rg_page *pg, const void *f, const uint64_t *kept, unsigned shift)
 {
     size_t off = (size_t)((const uint8_t *)f - pg->start);
-    return bit_on_at(kept, off >> shift) && bit_on_at(kept, (off + sizeof(void *) - 1) >> shift);
+    for (size_t i = off >> shift; i <= (off + pg->slot_size - 1) >> shift; i++)
+        if (!bit_on_at(kept, i))
+            return false;
+    return true;
 }
 
-/* Keeps on pg's free list the slots whose link lies in a kept page; the
+/* Keeps on pg's free list the slots that lie in kept pages only; the
  * others are shed. */
 static void list_shed(struct rg_page *pg, const uint64_t *kept, unsigned shift)
 {
@@ -374,7 +379,7 @@ static void list_shed(struct rg_page *pg, const uint64_t *kept, unsigned shift)
             rg_page_corrupt(pg, f); /* the rest of the list is lost */
             next = NULL;
         }
-        if (link_kept(pg, f, kept, shift)) {
+        if (slot_kept(pg, f, kept, shift)) {
             if (last == NULL)
                 pg->free = f;
             else

@@ -224,6 +224,51 @@ Test(trim, never_used_slots_of_a_trimmed_span_count_as_mapped_when_used)
     regal_arena_destroy(a);
 }
 
+/* A freed slot that shares a page with a live one keeps that page, but a
+ * trim gives back its other pages: used again, it counts them as mapped
+ * again (all of them: the same slots are live as before the trim).  Slots of size bytes from a pool (pool) or the arena's
+ * classes; every other one is freed. */
+static void freed_slot_across_pages_counts_as_mapped_when_used(size_t size, bool pool)
+{
+    enum { N = 8 };
+    void *p[N];
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    regal_pool *pl = pool ? regal_pool_create(a, size, 4) : NULL;
+    for (size_t i = 0; i < N; i++) {
+        p[i] = pool ? regal_pool_alloc(pl) : regal_alloc(a, size);
+        cr_assert_not_null(p[i]);
+        memset(p[i], 1, size);
+    }
+    regal_arena_trim(a); /* what the allocations left free */
+    size_t before = stats_of(a).mapped;
+    for (size_t i = 1; i < N; i += 2)
+        pool ? regal_pool_free(pl, p[i]) : regal_free(p[i]);
+    cr_assert_gt(regal_arena_trim(a), 0, "the pages only freed slots touch go back");
+    for (size_t i = 1; i < N; i += 2) {
+        p[i] = pool ? regal_pool_alloc(pl) : regal_alloc(a, size);
+        cr_assert_not_null(p[i]);
+        memset(p[i], 2, size);
+    }
+    regal_stats s = stats_of(a);
+    cr_assert_geq(s.mapped, s.in_use, "mapped %zu below in_use %zu", s.mapped, s.in_use);
+    cr_assert_geq(s.mapped, before, "mapped %zu before the trim, %zu with the slots used again",
+                  before, s.mapped);
+    cr_assert_geq(s.peak_in_use, s.in_use);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+Test(trim, freed_pool_slots_of_many_pages_count_as_mapped_when_used)
+{
+    freed_slot_across_pages_counts_as_mapped_when_used(179208, true);
+}
+
+Test(trim, freed_class_slots_across_pages_count_as_mapped_when_used)
+{
+    freed_slot_across_pages_counts_as_mapped_when_used(6144, false);
+}
+
 /* Small blocks allocated, 90% freed at random, then replaced one at a time
  * for a while: new blocks go to the fuller spans, so the sparse ones drain
  * and their memory goes back at the trim.  (Served in turn, every span
