@@ -450,7 +450,10 @@ static void *realloc_move(regal_arena *a, regal_arena *from, struct rg_ref *ref,
         n = regal_alloc(a, size);
         if (n == NULL)
             return NULL;
-        if (lock_block("realloc", p, ref, true) != from) { /* p went away meanwhile */
+        regal_arena *again = lock_block("realloc", p, ref, true);
+        if (again != from) { /* p went away meanwhile */
+            if (again != NULL)
+                rg_arena_unlock(again);
             regal_free(n);
             return NULL;
         }

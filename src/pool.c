@@ -186,14 +186,16 @@ static RG_NOINLINE void pool_free_slow(regal_pool *p, void *obj)
     rg_vg_quiet_begin();
     regal_arena *a = p->arena;
     size_t object_size = p->object_size;
-    bool live = rg_block_lock(obj, &ref, &st) != NULL;
+    /* The arena locked is obj's, which is p's only if obj is p's. */
+    regal_arena *locked = rg_block_lock(obj, &ref, &st);
+    bool live = locked != NULL;
     bool ours = ref.page != NULL && ref.page->queue == &p->q;
     if (live && ours) {
         rg_page_free(a, ref.page, obj);
         rg_stats_free(a, p->q.slot_size);
     }
     if (live)
-        rg_arena_unlock(a);
+        rg_arena_unlock(locked);
     rg_vg_quiet_end();
     if (ours && st == RG_REF_DEAD)
         rg_report(REGAL_ERR_DOUBLE_FREE, obj, a, "double free of %p (pool object of %zu bytes)",

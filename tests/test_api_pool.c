@@ -538,6 +538,43 @@ Test(pool, bad_frees_are_reported_by_every_path)
     bad_frees_are_reported(REGAL_ARENA_SINGLE_THREAD);
 }
 
+/* The lock-free path of a single-thread pool takes no other arena's pool
+ * object for its own, from a debug (tracked) arena or a plain one, of the
+ * same object size: each is reported and left live. */
+Test(pool, objects_of_other_arenas_are_refused_by_a_fast_pool)
+{
+    regal_arena_config single = {.flags = REGAL_ARENA_SINGLE_THREAD};
+    regal_arena_config debug = {.flags = REGAL_ARENA_DEBUG};
+    regal_arena *a = regal_arena_create(&single);
+    regal_arena *others[] = {regal_arena_create(&debug), regal_arena_create(&single),
+                             regal_arena_create(NULL)};
+    cr_assert_not_null(a);
+    regal_pool *p = regal_pool_create(a, 64, 16);
+    cr_assert_not_null(p);
+    void *mine[2000];
+    take_objects(p, a, 64, 16, mine, ARRAY_LEN(mine)); /* several spans */
+    error_log log;
+    for (size_t i = 0; i < ARRAY_LEN(others); i++) {
+        cr_assert_not_null(others[i]);
+        regal_pool *q = regal_pool_create(others[i], 64, 16);
+        cr_assert_not_null(q);
+        void *theirs[2000];
+        take_objects(q, others[i], 64, 16, theirs, ARRAY_LEN(theirs));
+        error_log_install(&log);
+        regal_pool_free(p, theirs[0]);
+        regal_pool_free(p, theirs[ARRAY_LEN(theirs) - 1]);
+        error_log_remove();
+        cr_assert_eq(log.count, 2, "arena %zu: %u reports", i, log.count);
+        cr_assert_eq(log.kind, REGAL_ERR_INVALID_FREE, "arena %zu: kind %d", i, (int)log.kind);
+        check_objects(theirs, ARRAY_LEN(theirs), 64, 16);
+        cr_assert_eq(regal_arena_check(others[i]), 0, "arena %zu", i);
+        regal_arena_destroy(others[i]);
+    }
+    check_objects(mine, ARRAY_LEN(mine), 64, 16);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
 /* A write over a freed object's free-list link is caught by the
  * single-thread fast path too: never the planted address, one report. */
 Test(pool, an_overwritten_link_is_caught_in_a_single_thread_arena)
