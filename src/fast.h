@@ -17,9 +17,14 @@
  * chunk would be the last of the address space).  A macro: with ck a
  * constant in the expression, gcc tests magic and kind in one 64-bit
  * compare (an inline function's parameter costs one instruction more). */
-#define RG_IN_UNTRACKED_CHUNK(p, c, ck)                                                            \
+#define RG_IN_UNTRACKED_CHUNK(p, c, ck) (RG_IN_CHUNK(p, c, ck) && !rg_arena_tracked((c)->arena))
+
+/* The same for a chunk of any arena: for a caller that already knows the
+ * arena it expects is untracked (never under memcheck, where all are) and
+ * checks that what it finds belongs to it. */
+#define RG_IN_CHUNK(p, c, ck)                                                                      \
     ((RG_CHECKS ? rg_chunk_is_mapped(p) : (p) != NULL) && (c)->magic == RG_CHUNK_MAGIC &&          \
-     (c)->kind == (ck) && !rg_arena_tracked((c)->arena))
+     (c)->kind == (ck))
 
 /* The span of p if p (any pointer) is a slot boundary, live or not, of a
  * span of kind in an untracked arena, *slot its index; else NULL.  Any

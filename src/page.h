@@ -301,16 +301,6 @@ RG_INLINE void rg_page_push_cleared(struct rg_page *pg, void *p)
         rg_page_free_slow(pg);
 }
 
-/* The same for a slot of the first span of its queue's avail list, never
- * on the full list (invariant 4 of page.c): one test less. */
-RG_INLINE void rg_page_push_front(struct rg_page *pg, void *p)
-{
-    rg_link_set(p, pg->free);
-    pg->free = p;
-    if (RG_UNLIKELY(--pg->used == 0))
-        rg_page_free_slow(pg);
-}
-
 /* Puts live slot s (at p) of pg back on its free list (owner only). */
 RG_INLINE void rg_page_push(struct rg_page *pg, void *p, uint32_t s)
 {

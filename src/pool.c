@@ -102,36 +102,34 @@ RG_INLINE struct rg_pageq *fast_queue(regal_pool *p)
     return &p->q;
 }
 
-/* Frees obj if it is a live object of the first span of p's queue, the
- * one that serves allocations (so never on the full list): that span is
- * p's by construction, so no chunk or descriptor lookup; false if it did
- * nothing (NULL included). */
-RG_INLINE bool pool_free_front(regal_pool *p, void *obj)
+/* The span of p's queue that holds obj at a slot boundary, *slot its
+ * index; NULL if there is none (p being a fast pool).  The first span of
+ * the queue, the one that serves allocations and so the likely one, is
+ * tried first, with no chunk or descriptor lookup. */
+RG_INLINE struct rg_page *pool_span_of(struct rg_pageq *q, void *obj, uint32_t *slot)
 {
-    struct rg_pageq *q = fast_queue(p);
-    struct rg_page *pg = q != NULL ? q->avail : NULL;
-    if (RG_UNLIKELY(pg == NULL))
-        return false;
-    size_t off = (uintptr_t)obj - (uintptr_t)pg->start;
-    if (RG_UNLIKELY(off >= pg->bytes))
-        return false;
-    uint32_t s;
-    bool boundary = rg_slot_at(pg, off, &s);
-    if (RG_UNLIKELY((RG_CHECKS && !boundary) || !rg_bit_take(pg->live, s)))
-        return false;
-    rg_counters_free(p->st, 1, pg->slot_size);
-    rg_page_push_front(pg, obj);
-    return true;
+    struct rg_page *pg = q->avail;
+    if (RG_LIKELY(pg != NULL && (uintptr_t)obj - (uintptr_t)pg->start < pg->bytes)) {
+        bool boundary = rg_slot_at(pg, (uintptr_t)obj - (uintptr_t)pg->start, slot);
+        return !RG_CHECKS || boundary ? pg : NULL;
+    }
+    /* Any other span: the pool's arena is untracked, and the span found
+     * must be the pool's. */
+    struct rg_chunk *c = rg_chunk_of(obj);
+    if (RG_UNLIKELY(!RG_IN_CHUNK(obj, c, RG_CHUNK_PAGES)))
+        return NULL;
+    pg = rg_page_slot_at(c, obj, RG_PAGE_POOL, slot);
+    return pg != NULL && pg->queue == q ? pg : NULL;
 }
 
-/* Frees obj if it is a live object of another span of pool p (lock-free,
- * like pool_free_front, through the chunk and its descriptors); false if
- * it did nothing. */
-static bool pool_free_other(regal_pool *p, void *obj)
+/* Frees obj if it is a live object of fast pool p, with no lock; false if
+ * it did nothing (NULL included). */
+RG_INLINE bool pool_free_fast(regal_pool *p, void *obj)
 {
+    struct rg_pageq *q = fast_queue(p);
     uint32_t s;
-    struct rg_page *pg = fast_queue(p) != NULL ? rg_slot_of(obj, RG_PAGE_POOL, &s) : NULL;
-    if (pg == NULL || pg->queue != &p->q || !rg_bit_take(pg->live, s))
+    struct rg_page *pg = q != NULL ? pool_span_of(q, obj, &s) : NULL;
+    if (RG_UNLIKELY(pg == NULL || !rg_bit_take(pg->live, s)))
         return false;
     rg_counters_free(p->st, 1, pg->slot_size);
     rg_page_push_cleared(pg, obj);
@@ -169,8 +167,6 @@ void *regal_pool_alloc(regal_pool *p)
 
 static RG_NOINLINE void pool_free_slow(regal_pool *p, void *obj)
 {
-    if (pool_free_other(p, obj))
-        return;
     if (obj == NULL || !pool_is_live(p, "regal_pool_free"))
         return;
     if (pool_tracked(p)) {
@@ -207,7 +203,7 @@ static RG_NOINLINE void pool_free_slow(regal_pool *p, void *obj)
 
 void regal_pool_free(regal_pool *p, void *obj)
 {
-    if (RG_LIKELY(pool_free_front(p, obj)))
+    if (RG_LIKELY(pool_free_fast(p, obj)))
         return;
     pool_free_slow(p, obj);
 }
