@@ -20,7 +20,11 @@
  *     and only there; bit s of sl_map[f] <=> heads[f][s] != NULL; bit f of
  *     fl_map <=> sl_map[f] != 0.
  *  6. A free block's dirty field equals the committed bytes of its
- *     interior (block_dirty).
+ *     interior (block_dirty).  All of a used block is committed, and so
+ *     is every part of a free block outside its interior, so a block
+ *     entering a list mostly gets its dirty bytes by arithmetic: its
+ *     interior but for what the free blocks it merged lacked (debug builds
+ *     assert the granules agree).
  *
  * The chunk key changes on every reset, so headers left from before a reset
  * no longer pass invariant 2: a stale pointer is an invalid free, never a
@@ -149,7 +153,7 @@ static size_t block_offset(const struct rg_hblock *b)
 /* The pages a purge gives back from free block b, as offsets [*from, *to)
  * from its chunk: whole OS pages past the header and links and before the
  * footer (the region's last block has none). */
-static void block_interior(const struct rg_hblock *b, size_t *from, size_t *to)
+RG_INLINE void block_interior(const struct rg_hblock *b, size_t *from, size_t *to)
 {
     size_t page = rg_os_page_size(), off = block_offset(b);
     size_t end = off + bsize(b);
@@ -159,7 +163,21 @@ static void block_interior(const struct rg_hblock *b, size_t *from, size_t *to)
         *to = *from;
 }
 
-/* Committed bytes of free block b's interior: its dirty memory. */
+static size_t interior_bytes(const struct rg_hblock *b)
+{
+    size_t from, to;
+    block_interior(b, &from, &to);
+    return to - from;
+}
+
+/* Uncommitted bytes of free block b's interior (b->dirty is the rest). */
+static size_t interior_clean(const struct rg_hblock *b)
+{
+    return interior_bytes(b) - b->dirty;
+}
+
+/* Committed bytes of free block b's interior: its dirty memory, read from
+ * the chunk's granules. */
 static size_t block_dirty(const struct rg_hblock *b)
 {
     if (bsize(b) <= rg_os_page_size())
@@ -178,7 +196,8 @@ static void mapping(size_t size, unsigned *fl, unsigned *sl)
     *fl = f - RG_FL_MIN;
 }
 
-static void list_insert(struct rg_heap *h, struct rg_hblock *b)
+/* Lists free block b, whose interior holds dirty committed bytes. */
+static void list_insert(struct rg_heap *h, struct rg_hblock *b, size_t dirty)
 {
     unsigned f, s;
     mapping(bsize(b), &f, &s);
@@ -189,8 +208,9 @@ static void list_insert(struct rg_heap *h, struct rg_hblock *b)
     h->heads[f][s] = b;
     h->sl_map[f] |= (uint16_t)(1u << s);
     h->fl_map |= 1u << f;
-    b->dirty = block_dirty(b);
-    rg_arena_dirty_add(rg_chunk_of(b)->arena, b->dirty);
+    RG_ASSERT(dirty == block_dirty(b));
+    b->dirty = dirty;
+    rg_arena_dirty_add(rg_chunk_of(b)->arena, dirty);
 }
 
 static void list_remove(struct rg_heap *h, struct rg_hblock *b)
@@ -240,8 +260,11 @@ static struct rg_hblock *list_find(struct rg_heap *h, size_t size)
 /* ---- splitting and merging ---- */
 
 /* Makes used block b exactly bs bytes when the rest is worth a free block
- * (merged with a free block after it); fixes the next block's PREV_FREE. */
-static void split_tail(struct rg_heap *h, struct rg_hblock *b, size_t bs)
+ * (merged with a free block after it); fixes the next block's PREV_FREE.
+ * whole: all of b is committed (a used block always is; one just taken
+ * from a free block when that block was), so the rest's interior is
+ * committed but for what a free block after it brings. */
+static void split_tail(struct rg_heap *h, struct rg_hblock *b, size_t bs, bool whole)
 {
     size_t cur = bsize(b), prev_flag = hword(b) & RG_HB_PREV_FREE;
     struct rg_hblock *next = block_next(b);
@@ -253,14 +276,15 @@ static void split_tail(struct rg_heap *h, struct rg_hblock *b, size_t bs)
     }
     set_header(b, bs, prev_flag);
     struct rg_hblock *rest = (struct rg_hblock *)((uint8_t *)b + bs);
-    size_t rsize = cur - bs;
+    size_t rsize = cur - bs, clean = 0;
     if (next && (hword(next) & RG_HB_FREE)) {
+        clean = interior_clean(next);
         list_remove(h, next);
         rsize += bsize(next);
     }
     set_header(rest, rsize, RG_HB_FREE);
     set_footer(rest);
-    list_insert(h, rest);
+    list_insert(h, rest, whole ? interior_bytes(rest) - clean : block_dirty(rest));
     if ((next = block_next(rest)) != NULL)
         set_flag(next, RG_HB_PREV_FREE, true);
 }
@@ -290,7 +314,7 @@ void rg_heap_chunk_init(struct regal_arena *a, struct rg_chunk *c)
     hc->key = chunk_key_of(hc->epoch);
     struct rg_hblock *b = (struct rg_hblock *)((uint8_t *)c + HEAP_BEGIN);
     set_header(b, HEAP_SPAN, RG_HB_FREE);
-    list_insert(&a->heap, b); /* no footer: nothing follows it */
+    list_insert(&a->heap, b, block_dirty(b)); /* no footer: nothing follows it */
 }
 
 static struct rg_hblock *find_or_grow(struct regal_arena *a, size_t need)
@@ -311,19 +335,19 @@ static struct rg_hblock *find_or_grow(struct regal_arena *a, size_t need)
  * it, and skips the look at the chunk's granules. */
 static bool block_is_committed(const struct rg_hblock *b)
 {
-    size_t from, to;
-    block_interior(b, &from, &to);
-    bool all = b->dirty == to - from;
+    bool all = interior_clean(b) == 0;
     RG_ASSERT(!all || rg_chunk_uncommitted(rg_chunk_of(b), block_offset(b),
                                            block_offset(b) + bsize(b)) == 0);
     return all;
 }
 
 /* Commits what free block b needs for a block ending at end, and the
- * header after it (inside b, or the next block's, which is committed). */
-static bool commit_for(struct regal_arena *a, struct rg_hblock *b, uint8_t *end)
+ * header after it (inside b, or the next block's, which is committed);
+ * *whole says whether all of b was committed already. */
+static bool commit_for(struct regal_arena *a, struct rg_hblock *b, uint8_t *end, bool *whole)
 {
-    return block_is_committed(b) || commit_range(a, b, end + sizeof *b);
+    *whole = block_is_committed(b);
+    return *whole || commit_range(a, b, end + sizeof *b);
 }
 
 void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *usable)
@@ -338,8 +362,9 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
     uint8_t *user = align <= RG_ALIGN ? (uint8_t *)b + RG_HB_HEADER : aligned_user(b, align);
     size_t gap = (size_t)(user - RG_HB_HEADER - (uint8_t *)b);
     list_remove(&a->heap, b); /* before its granules change (and out of a purge's way) */
-    if (!commit_for(a, b, user + bs)) {
-        list_insert(&a->heap, b);
+    bool whole;
+    if (!commit_for(a, b, user + bs, &whole)) {
+        list_insert(&a->heap, b, block_dirty(b));
         errno = ENOMEM;
         return NULL;
     }
@@ -347,13 +372,13 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
         size_t total = bsize(b);
         set_header(b, gap, RG_HB_FREE);
         set_footer(b);
-        list_insert(&a->heap, b);
+        list_insert(&a->heap, b, whole ? interior_bytes(b) : block_dirty(b));
         b = block_of(user);
         set_header(b, total - gap, RG_HB_PREV_FREE);
     } else {
         set_header(b, bsize(b), hword(b) & RG_HB_PREV_FREE);
     }
-    split_tail(&a->heap, b, bs);
+    split_tail(&a->heap, b, bs, whole);
     *usable = bsize(b) - RG_HB_HEADER;
     return user;
 }
@@ -411,19 +436,24 @@ void rg_heap_free(struct regal_arena *a, void *p)
     /* Mark the header free first: if it is absorbed by a neighbour, a later
      * free of p still reads as a double free. */
     set_header(b, size, (hword(b) & RG_HB_PREV_FREE) | RG_HB_FREE);
+    /* b was used, so committed: the merged block's interior is but for
+     * what its free neighbours' interiors lacked. */
+    size_t clean = 0;
     if (hword(b) & RG_HB_PREV_FREE) {
         struct rg_hblock *prev = block_prev(b);
+        clean += interior_clean(prev);
         list_remove(h, prev);
         size += bsize(prev);
         b = prev;
     }
     if (next && (hword(next) & RG_HB_FREE)) {
+        clean += interior_clean(next);
         list_remove(h, next);
         size += bsize(next);
     }
     set_header(b, size, RG_HB_FREE);
     set_footer(b);
-    list_insert(h, b);
+    list_insert(h, b, interior_bytes(b) - clean);
     if ((next = block_next(b)) != NULL)
         set_flag(next, RG_HB_PREV_FREE, true);
     if (size >= RG_PURGE_RUN)
@@ -435,7 +465,7 @@ bool rg_heap_resize(struct regal_arena *a, void *p, size_t size)
     struct rg_hblock *b = block_of(p);
     size_t bs = block_size_for(size), cur = bsize(b);
     if (bs <= cur) {
-        split_tail(&a->heap, b, bs);
+        split_tail(&a->heap, b, bs, true); /* used: committed */
         return true;
     }
     struct rg_hblock *next = block_next(b);
@@ -443,11 +473,11 @@ bool rg_heap_resize(struct regal_arena *a, void *p, size_t size)
         return false;
     list_remove(&a->heap, next); /* before its granules change */
     if (!commit_range(a, b, (uint8_t *)b + bs + sizeof *b)) {
-        list_insert(&a->heap, next);
+        list_insert(&a->heap, next, block_dirty(next));
         return false;
     }
     set_header(b, cur + bsize(next), hword(b) & RG_HB_PREV_FREE);
-    split_tail(&a->heap, b, bs);
+    split_tail(&a->heap, b, bs, false);
     return true;
 }
 
