@@ -27,14 +27,24 @@
      (c)->kind == (ck))
 
 /* The span of p if p (any pointer) is a slot boundary, live or not, of a
- * span of kind in an untracked arena, *slot its index; else NULL.  Any
- * thread may ask: the span of a live slot does not change. */
-RG_INLINE struct rg_page *rg_slot_of(const void *p, enum rg_page_kind kind, uint32_t *slot)
+ * span of kind, *slot its index; else NULL.  With any_arena false (a
+ * constant), in an untracked arena only; true is for a caller that knows
+ * the arena it expects is untracked and checks that the span found is
+ * its own.  Any thread may ask: the span of a live slot does not
+ * change. */
+RG_INLINE struct rg_page *rg_span_slot(const void *p, enum rg_page_kind kind, bool any_arena,
+                                       uint32_t *slot)
 {
     struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_UNLIKELY(!RG_IN_UNTRACKED_CHUNK(p, c, RG_CHUNK_PAGES)))
+    if (RG_UNLIKELY(!RG_IN_CHUNK(p, c, RG_CHUNK_PAGES) ||
+                    (!any_arena && rg_arena_tracked(c->arena))))
         return NULL;
     return rg_page_slot_at(c, (void *)p, kind, slot);
+}
+
+RG_INLINE struct rg_page *rg_slot_of(const void *p, enum rg_page_kind kind, uint32_t *slot)
+{
+    return rg_span_slot(p, kind, false, slot);
 }
 
 /* The same for a live slot only. */

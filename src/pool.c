@@ -113,12 +113,9 @@ RG_INLINE struct rg_page *pool_span_of(struct rg_pageq *q, void *obj, uint32_t *
         bool boundary = rg_slot_at(pg, (uintptr_t)obj - (uintptr_t)pg->start, slot);
         return !RG_CHECKS || boundary ? pg : NULL;
     }
-    /* Any other span: the pool's arena is untracked, and the span found
-     * must be the pool's. */
-    struct rg_chunk *c = rg_chunk_of(obj);
-    if (RG_UNLIKELY(!RG_IN_CHUNK(obj, c, RG_CHUNK_PAGES)))
-        return NULL;
-    pg = rg_page_slot_at(c, obj, RG_PAGE_POOL, slot);
+    /* Any other span: the pool's arena is untracked (a fast pool), and the
+     * span found must be the pool's. */
+    pg = rg_span_slot(obj, RG_PAGE_POOL, true, slot);
     return pg != NULL && pg->queue == q ? pg : NULL;
 }
 
