@@ -196,6 +196,14 @@ static void mapping(size_t size, unsigned *fl, unsigned *sl)
     *fl = f - RG_FL_MIN;
 }
 
+/* The dirty bytes of free block b: when whole, all of it is committed but
+ * for clean bytes of its interior (those its free neighbours lacked), else
+ * they are read from the granules. */
+static size_t dirty_of(const struct rg_hblock *b, bool whole, size_t clean)
+{
+    return whole ? interior_bytes(b) - clean : block_dirty(b);
+}
+
 /* Lists free block b, whose interior holds dirty committed bytes. */
 static void list_insert(struct rg_heap *h, struct rg_hblock *b, size_t dirty)
 {
@@ -284,7 +292,7 @@ static void split_tail(struct rg_heap *h, struct rg_hblock *b, size_t bs, bool w
     }
     set_header(rest, rsize, RG_HB_FREE);
     set_footer(rest);
-    list_insert(h, rest, whole ? interior_bytes(rest) - clean : block_dirty(rest));
+    list_insert(h, rest, dirty_of(rest, whole, clean));
     if ((next = block_next(rest)) != NULL)
         set_flag(next, RG_HB_PREV_FREE, true);
 }
@@ -372,7 +380,7 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
         size_t total = bsize(b);
         set_header(b, gap, RG_HB_FREE);
         set_footer(b);
-        list_insert(&a->heap, b, whole ? interior_bytes(b) : block_dirty(b));
+        list_insert(&a->heap, b, dirty_of(b, whole, 0));
         b = block_of(user);
         set_header(b, total - gap, RG_HB_PREV_FREE);
     } else {
@@ -436,7 +444,7 @@ void rg_heap_free(struct regal_arena *a, void *p)
     /* Mark the header free first: if it is absorbed by a neighbour, a later
      * free of p still reads as a double free. */
     set_header(b, size, (hword(b) & RG_HB_PREV_FREE) | RG_HB_FREE);
-    /* b was used, so committed: the merged block's interior is but for
+    /* b was used, so committed: the merged block is all committed but for
      * what its free neighbours' interiors lacked. */
     size_t clean = 0;
     if (hword(b) & RG_HB_PREV_FREE) {
@@ -453,7 +461,7 @@ void rg_heap_free(struct regal_arena *a, void *p)
     }
     set_header(b, size, RG_HB_FREE);
     set_footer(b);
-    list_insert(h, b, interior_bytes(b) - clean);
+    list_insert(h, b, dirty_of(b, true, clean));
     if ((next = block_next(b)) != NULL)
         set_flag(next, RG_HB_PREV_FREE, true);
     if (size >= RG_PURGE_RUN)

@@ -102,10 +102,10 @@ RG_INLINE struct rg_pageq *fast_queue(regal_pool *p)
     return &p->q;
 }
 
-/* The span of p's queue that holds obj at a slot boundary, *slot its
- * index; NULL if there is none (p being a fast pool).  The first span of
- * the queue, the one that serves allocations and so the likely one, is
- * tried first, with no chunk or descriptor lookup. */
+/* The span of queue q (a fast pool's) that holds obj at a slot boundary,
+ * *slot its index; NULL if there is none.  The first span of the queue,
+ * the one that serves allocations and so the likely one, is tried first,
+ * with no chunk or descriptor lookup. */
 RG_INLINE struct rg_page *pool_span_of(struct rg_pageq *q, void *obj, uint32_t *slot)
 {
     struct rg_page *pg = q->avail;
