@@ -4,8 +4,8 @@
  * chunks.
  *
  * Block layout: a 16-byte header {size|flags, check}; the user's bytes
- * follow.  A free block also holds two list links and its dirty bytes after
- * the header, and its size in its last word (the footer), so the block
+ * follow.  A free block also holds two list links and its dirty and clean
+ * bytes after the header, and its size in its last word (the footer), so the block
  * after it can find it: the boundary tag.  A used block needs no footer; its successor's
  * RG_HB_PREV_FREE flag says whether the footer before it is valid.
  *
@@ -20,11 +20,13 @@
  *     and only there; bit s of sl_map[f] <=> heads[f][s] != NULL; bit f of
  *     fl_map <=> sl_map[f] != 0.
  *  6. A free block's dirty field equals the committed bytes of its
- *     interior (block_dirty).  All of a used block is committed, and so
- *     is every part of a free block outside its interior, so a block
- *     entering a list mostly gets its dirty bytes by arithmetic: its
- *     interior but for what the free blocks it merged lacked (debug builds
- *     assert the granules agree).
+ *     interior (block_dirty), its clean field the rest of the interior.
+ *     All of a used block is committed, and so is every part of a free
+ *     block outside its interior, so a block entering a list mostly gets
+ *     its dirty bytes by arithmetic: its interior but for the clean bytes
+ *     of the free blocks it merged (debug builds assert the granules
+ *     agree).  Keeping clean saves recomputing the interiors of the
+ *     merged blocks.
  *
  * The chunk key changes on every reset, so headers left from before a reset
  * no longer pass invariant 2: a stale pointer is an invalid free, never a
@@ -158,22 +160,16 @@ RG_INLINE void block_interior(const struct rg_hblock *b, size_t *from, size_t *t
     size_t page = rg_os_page_size(), off = block_offset(b);
     size_t end = off + bsize(b);
     *from = rg_align_up(off + sizeof *b, page);
-    *to = (block_next(b) == NULL ? end : end - sizeof(size_t)) & ~(page - 1);
+    *to = (end == HEAP_END ? end : end - sizeof(size_t)) & ~(page - 1); /* HEAP_END: no next */
     if (*to < *from)
         *to = *from;
 }
 
-static size_t interior_bytes(const struct rg_hblock *b)
+RG_INLINE size_t interior_bytes(const struct rg_hblock *b)
 {
     size_t from, to;
     block_interior(b, &from, &to);
     return to - from;
-}
-
-/* Uncommitted bytes of free block b's interior (b->dirty is the rest). */
-static size_t interior_clean(const struct rg_hblock *b)
-{
-    return interior_bytes(b) - b->dirty;
 }
 
 /* Committed bytes of free block b's interior: its dirty memory, read from
@@ -196,16 +192,10 @@ static void mapping(size_t size, unsigned *fl, unsigned *sl)
     *fl = f - RG_FL_MIN;
 }
 
-/* The dirty bytes of free block b: when whole, all of it is committed but
- * for clean bytes of its interior (those its free neighbours lacked), else
- * they are read from the granules. */
-static size_t dirty_of(const struct rg_hblock *b, bool whole, size_t clean)
-{
-    return whole ? interior_bytes(b) - clean : block_dirty(b);
-}
-
-/* Lists free block b, whose interior holds dirty committed bytes. */
-static void list_insert(struct rg_heap *h, struct rg_hblock *b, size_t dirty)
+/* Lists free block b.  whole: all of b is committed but for clean bytes
+ * of its interior (those of the free blocks it merged); otherwise its
+ * dirty bytes are read from the granules. */
+static void list_insert(struct rg_heap *h, struct rg_hblock *b, bool whole, size_t clean)
 {
     unsigned f, s;
     mapping(bsize(b), &f, &s);
@@ -216,8 +206,11 @@ static void list_insert(struct rg_heap *h, struct rg_hblock *b, size_t dirty)
     h->heads[f][s] = b;
     h->sl_map[f] |= (uint16_t)(1u << s);
     h->fl_map |= 1u << f;
+    size_t interior = interior_bytes(b);
+    size_t dirty = whole ? interior - clean : block_dirty(b);
     RG_ASSERT(dirty == block_dirty(b));
     b->dirty = dirty;
+    b->clean = interior - dirty;
     rg_arena_dirty_add(rg_chunk_of(b)->arena, dirty);
 }
 
@@ -286,13 +279,13 @@ static void split_tail(struct rg_heap *h, struct rg_hblock *b, size_t bs, bool w
     struct rg_hblock *rest = (struct rg_hblock *)((uint8_t *)b + bs);
     size_t rsize = cur - bs, clean = 0;
     if (next && (hword(next) & RG_HB_FREE)) {
-        clean = interior_clean(next);
+        clean = next->clean;
         list_remove(h, next);
         rsize += bsize(next);
     }
     set_header(rest, rsize, RG_HB_FREE);
     set_footer(rest);
-    list_insert(h, rest, dirty_of(rest, whole, clean));
+    list_insert(h, rest, whole, clean);
     if ((next = block_next(rest)) != NULL)
         set_flag(next, RG_HB_PREV_FREE, true);
 }
@@ -322,7 +315,7 @@ void rg_heap_chunk_init(struct regal_arena *a, struct rg_chunk *c)
     hc->key = chunk_key_of(hc->epoch);
     struct rg_hblock *b = (struct rg_hblock *)((uint8_t *)c + HEAP_BEGIN);
     set_header(b, HEAP_SPAN, RG_HB_FREE);
-    list_insert(&a->heap, b, block_dirty(b)); /* no footer: nothing follows it */
+    list_insert(&a->heap, b, false, 0); /* no footer: nothing follows it */
 }
 
 static struct rg_hblock *find_or_grow(struct regal_arena *a, size_t need)
@@ -343,7 +336,7 @@ static struct rg_hblock *find_or_grow(struct regal_arena *a, size_t need)
  * it, and skips the look at the chunk's granules. */
 static bool block_is_committed(const struct rg_hblock *b)
 {
-    bool all = interior_clean(b) == 0;
+    bool all = b->clean == 0;
     RG_ASSERT(!all || rg_chunk_uncommitted(rg_chunk_of(b), block_offset(b),
                                            block_offset(b) + bsize(b)) == 0);
     return all;
@@ -372,7 +365,7 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
     list_remove(&a->heap, b); /* before its granules change (and out of a purge's way) */
     bool whole;
     if (!commit_for(a, b, user + bs, &whole)) {
-        list_insert(&a->heap, b, block_dirty(b));
+        list_insert(&a->heap, b, false, 0);
         errno = ENOMEM;
         return NULL;
     }
@@ -380,7 +373,7 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
         size_t total = bsize(b);
         set_header(b, gap, RG_HB_FREE);
         set_footer(b);
-        list_insert(&a->heap, b, dirty_of(b, whole, 0));
+        list_insert(&a->heap, b, whole, 0);
         b = block_of(user);
         set_header(b, total - gap, RG_HB_PREV_FREE);
     } else {
@@ -449,19 +442,19 @@ void rg_heap_free(struct regal_arena *a, void *p)
     size_t clean = 0;
     if (hword(b) & RG_HB_PREV_FREE) {
         struct rg_hblock *prev = block_prev(b);
-        clean += interior_clean(prev);
+        clean += prev->clean;
         list_remove(h, prev);
         size += bsize(prev);
         b = prev;
     }
     if (next && (hword(next) & RG_HB_FREE)) {
-        clean += interior_clean(next);
+        clean += next->clean;
         list_remove(h, next);
         size += bsize(next);
     }
     set_header(b, size, RG_HB_FREE);
     set_footer(b);
-    list_insert(h, b, dirty_of(b, true, clean));
+    list_insert(h, b, true, clean);
     if ((next = block_next(b)) != NULL)
         set_flag(next, RG_HB_PREV_FREE, true);
     if (size >= RG_PURGE_RUN)
@@ -481,7 +474,7 @@ bool rg_heap_resize(struct regal_arena *a, void *p, size_t size)
         return false;
     list_remove(&a->heap, next); /* before its granules change */
     if (!commit_range(a, b, (uint8_t *)b + bs + sizeof *b)) {
-        list_insert(&a->heap, next, block_dirty(next));
+        list_insert(&a->heap, next, false, 0);
         return false;
     }
     set_header(b, cur + bsize(next), hword(b) & RG_HB_PREV_FREE);
@@ -527,9 +520,7 @@ size_t rg_heap_largest_free_resident(const struct rg_heap *h)
     }
     if (big == NULL)
         return 0;
-    size_t from, to;
-    block_interior(big, &from, &to);
-    return best - RG_HB_HEADER - (to - from) + big->dirty;
+    return best - RG_HB_HEADER - big->clean;
 }
 
 /* Gives back the interior of free block b (its header, links and footer
@@ -543,6 +534,7 @@ static size_t trim_block(struct regal_arena *a, struct rg_hblock *b)
     size_t released = rg_chunk_decommit(rg_chunk_of(b), from, to);
     rg_arena_purged(a, released);
     b->dirty -= released;
+    b->clean += released;
     return released;
 }
 
@@ -635,6 +627,9 @@ static bool block_is_valid(struct rg_heap *h, struct rg_hblock *b, bool prev_fre
     if (b->dirty != block_dirty(b))
         return rg_check_fail(b, "heap block %p: dirty %zu, interior holds %zu (invariant 6)",
                              (void *)b, b->dirty, block_dirty(b));
+    if (b->dirty + b->clean != interior_bytes(b))
+        return rg_check_fail(b, "heap block %p: dirty %zu and clean %zu, interior %zu (invariant 6)",
+                             (void *)b, b->dirty, b->clean, interior_bytes(b));
     ++*nfree;
     return true;
 }

@@ -18,7 +18,7 @@
 
 #define RG_HB_HEADER    16            /* bytes before the user pointer */
 #define RG_HEAP_META    ((size_t)256) /* a heap chunk's header, before its first block */
-#define RG_HB_MIN_BLOCK 64            /* header, links, dirty, footer, rounded to 16 */
+#define RG_HB_MIN_BLOCK 64            /* header, links, dirty, clean, footer, rounded to 16 */
 
 /* The largest request the heap serves; above it, each block gets its own
  * mapping (src/large.c).  2 MiB, the most a 4 MiB heap chunk allows,
@@ -43,11 +43,13 @@ static_assert(RG_HEAP_MAX >= 8192 && RG_HEAP_MAX <= ((size_t)2 << 20), "heap thr
 struct rg_hblock {
     size_t size;  /* block bytes, header included | RG_HB_FREE | RG_HB_PREV_FREE */
     size_t check; /* size ^ address ^ key: tells a real header from user bytes */
-    /* Free blocks only: list links, the committed bytes of the block's
-     * interior (heap.c), and their size again in the last word. */
+    /* Free blocks only: list links, the committed and uncommitted bytes
+     * of the block's interior (heap.c), and their size again in the last
+     * word. */
     struct rg_hblock *next_free;
     struct rg_hblock *prev_free;
     size_t dirty;
+    size_t clean;
 };
 
 #define RG_HB_FREE      ((size_t)1)
