@@ -63,9 +63,10 @@ RG_INLINE void *aligned(size_t alignment, size_t size)
  * leaf with no frame; a tracked block for malloc's caller (site). */
 static RG_NOINLINE void *malloc_slow(size_t size, const void *site)
 {
-    if (RG_UNLIKELY(is_tracked()))
+    regal_arena *a = arena();
+    if (RG_UNLIKELY(rg_arena_tracked(a)))
         return tracked_at(size, RG_ALIGN, false, site);
-    return regal_alloc(arena(), size);
+    return rg_alloc_rest(a, size); /* malloc ran rg_alloc_fast_default already */
 }
 
 SHIM void *malloc(size_t size)
@@ -84,7 +85,7 @@ static RG_NOINLINE void free_slow(void *p)
     if (p == NULL)
         return;
     int saved = errno;
-    regal_free(p);
+    rg_free_rest(p); /* free ran rg_free_fast already */
     errno = saved;
 }
 

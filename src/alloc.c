@@ -122,7 +122,7 @@ static RG_NOINLINE void *alloc_heap(regal_arena *a, struct rg_theap *h, size_t s
 
 /* What regal_alloc's fast path (fast.h) does not serve, tracked blocks
  * aside. */
-static RG_NOINLINE void *alloc_rest(regal_arena *a, size_t size)
+RG_NOINLINE void *rg_alloc_rest(regal_arena *a, size_t size)
 {
     if (size <= RG_HEAP_MAX && a != NULL && a->magic == RG_ARENA_MAGIC) {
         struct rg_theap *h = rg_theap_of(a);
@@ -141,7 +141,7 @@ static RG_NOINLINE void *alloc_slow(regal_arena *a, size_t size, const void *sit
 {
     if (tracked(a))
         TRACKED_ALLOC_AT(a, size, RG_ALIGN, false, site);
-    return alloc_rest(a, size);
+    return rg_alloc_rest(a, size);
 }
 
 void *regal_alloc(regal_arena *a, size_t size)
@@ -336,7 +336,7 @@ static RG_NOINLINE void free_heap(regal_arena *a, struct rg_chunk *c, void *p)
 }
 
 /* The fast path is fast.h's; every other case starts here. */
-static RG_NOINLINE void free_rest(void *p)
+RG_NOINLINE void rg_free_rest(void *p)
 {
     struct rg_chunk *c = rg_chunk_of(p);
     if (RG_IN_UNTRACKED_CHUNK(p, c, RG_CHUNK_HEAP)) {
@@ -357,7 +357,7 @@ void regal_free(void *p)
 {
     if (RG_LIKELY(rg_free_fast(p)))
         return;
-    free_rest(p);
+    rg_free_rest(p);
 }
 
 void rg_free_checked(void *p)
