@@ -45,6 +45,29 @@ Test(os, a_second_chunk_lands_just_below_the_first)
     rg_os_unmap(second, 4 * MiB);
 }
 
+/* The hint is for the request's size: a mapping bigger than the last one
+ * lands just below it too, aligned, with one mmap.  A blocker below leaves
+ * exactly room for it there, so a hint made for the last size (which
+ * overlaps the last mapping and fails) ends up elsewhere, by the
+ * over-mapping fallback, which needs more room than that. */
+Test(os, a_bigger_mapping_lands_just_below_the_last)
+{
+    size_t size = 8 * MiB + 4096;
+    uint8_t *first = rg_os_map_aligned(4 * MiB, 4 * MiB, 0);
+    cr_assert_not_null(first);
+    uint8_t *blocker = mmap(first - 16 * MiB, 4 * MiB, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (blocker != first - 16 * MiB)
+        cr_skip_test("the range below the chunk was taken already");
+    uint8_t *second = rg_os_map_aligned(size, 4 * MiB, 0);
+    cr_assert_not_null(second);
+    cr_assert_eq(second, first - 12 * MiB, "%p, not %p", (void *)second, (void *)(first - 12 * MiB));
+    second[0] = second[size - 1] = 1;
+    rg_os_unmap(second, size);
+    munmap(blocker, 4 * MiB);
+    rg_os_unmap(first, 4 * MiB);
+}
+
 /* Something else took the range below the last chunk: the hint fails, and
  * the mapping is still aligned and overlaps nothing. */
 Test(os, a_taken_hint_still_gives_an_aligned_mapping)
