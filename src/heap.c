@@ -628,7 +628,8 @@ static bool block_is_valid(struct rg_heap *h, struct rg_hblock *b, bool prev_fre
         return rg_check_fail(b, "heap block %p: dirty %zu, interior holds %zu (invariant 6)",
                              (void *)b, b->dirty, block_dirty(b));
     if (b->dirty + b->clean != interior_bytes(b))
-        return rg_check_fail(b, "heap block %p: dirty %zu and clean %zu, interior %zu (invariant 6)",
+        return rg_check_fail(b,
+                             "heap block %p: dirty %zu and clean %zu, interior %zu (invariant 6)",
                              (void *)b, b->dirty, b->clean, interior_bytes(b));
     ++*nfree;
     return true;

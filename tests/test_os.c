@@ -61,7 +61,8 @@ Test(os, a_bigger_mapping_lands_just_below_the_last)
         cr_skip_test("the range below the chunk was taken already");
     uint8_t *second = rg_os_map_aligned(size, 4 * MiB, 0);
     cr_assert_not_null(second);
-    cr_assert_eq(second, first - 12 * MiB, "%p, not %p", (void *)second, (void *)(first - 12 * MiB));
+    cr_assert_eq(second, first - 12 * MiB, "%p, not %p", (void *)second,
+                 (void *)(first - 12 * MiB));
     second[0] = second[size - 1] = 1;
     rg_os_unmap(second, size);
     munmap(blocker, 4 * MiB);
