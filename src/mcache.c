@@ -74,22 +74,25 @@ void *rg_mcache_alloc(struct regal_arena *a, struct rg_mcache *m, size_t size, s
     return p;
 }
 
-/* Gives the older half of every bin back to the heap, under one lock. */
+/* Gives the older half of every bin back to the heap, under the lock
+ * taken bin by bin (mcache.h). */
 static void shed_half(struct regal_arena *a, struct rg_mcache *m)
 {
-    rg_arena_lock(a);
     for (unsigned k = 0; k < RG_MCACHE_BINS; k++) {
         struct rg_mcache_bin *b = &m->bins[k];
         uint32_t n = (b->count + 1) / 2;
+        if (n == 0)
+            continue;
+        rg_arena_lock(a);
         for (uint32_t i = 0; i < n; i++) {
             m->bytes -= b->bsize[i];
             rg_heap_free(a, b->blocks[i]);
         }
+        rg_arena_unlock(a);
         b->count -= n;
         memmove(b->blocks, b->blocks + n, b->count * sizeof b->blocks[0]);
         memmove(b->bsize, b->bsize + n, b->count * sizeof b->bsize[0]);
     }
-    rg_arena_unlock(a);
 }
 
 size_t rg_mcache_free(struct regal_arena *a, struct rg_mcache *m, struct rg_chunk *c, void *p)
