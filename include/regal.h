@@ -133,7 +133,10 @@ REGAL_API REGAL_MALLOC void *regal_pool_alloc(regal_pool *p);
 
 /* Returns obj to pool p.  An object of another pool (or not a pool object)
  * is reported as REGAL_ERR_INVALID_FREE and ignored.  regal_free(obj) works
- * as well. */
+ * as well.  In a single-thread arena the objects freed last (up to 16, and
+ * 32 KiB) come back first from regal_pool_alloc, warm in the cache; until
+ * then they keep their pages, which regal_pool_reset, regal_pool_destroy
+ * and regal_arena_trim give back. */
 REGAL_API void regal_pool_free(regal_pool *p, void *obj);
 
 /* Frees every object of the pool at once; the pool stays usable. */

@@ -493,8 +493,10 @@ size_t rg_arena_trim_locked(regal_arena *a)
         if (mine != NULL && mine != &a->own)
             shed += rg_pageq_trim(&mine->classes[i]);
     }
-    for (struct regal_pool *p = a->pools; p != NULL; p = p->next)
+    for (struct regal_pool *p = a->pools; p != NULL; p = p->next) {
+        rg_pool_flush_hot(p);
         shed += rg_pageq_trim(&p->q);
+    }
     shed += rg_pageq_trim(&a->meta);
     size_t released = shed + rg_purge_all(a), chunks = rg_heap_trim(a) + rg_handle_trim(a);
     struct rg_chunk *home = rg_arena_home(a), *next;

@@ -80,7 +80,7 @@ static bool pages_are_valid(regal_arena *a, size_t *committed)
             struct rg_page *pg = rg_page_desc(c, i);
             if (pg->state != RG_PAGE_HEAD)
                 continue;
-            if (!rg_page_is_valid(c, pg, is_checkable(pg)))
+            if (!rg_page_is_valid(c, pg, is_checkable(pg), rg_pool_held(pg)))
                 return false;
             spans++;
         }
@@ -101,7 +101,7 @@ static bool pages_are_valid(regal_arena *a, size_t *committed)
     if (!theap_is_valid(&a->own) || (mine != NULL && !theap_is_valid(mine)))
         return false;
     for (struct regal_pool *p = a->pools; p != NULL; p = p->next)
-        if (p->magic != RG_POOL_MAGIC || !queue_is_valid(&p->q))
+        if (p->magic != RG_POOL_MAGIC || !queue_is_valid(&p->q) || !rg_pool_hot_is_valid(p))
             return rg_check_fail(p, "pool %p: bad pool", (void *)p);
     return queue_is_valid(&a->meta);
 }

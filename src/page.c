@@ -5,8 +5,10 @@
  * Invariants (checked by rg_page_is_valid):
  *  1. A live span: head state HEAD, tails state TAIL pointing at it,
  *     1 <= index < chunk top, capacity * slot_size <= span bytes.
- *  2. used == popcount(live) and used + length(free) + shed == carved <=
- *     capacity (shed: free slots a trim took off the list, span_shed).
+ *  2. used == popcount(live) + held and used + length(free) + shed ==
+ *     carved <= capacity (shed: free slots a trim took off the list,
+ *     span_shed; held: freed slots of a pool span in its pool's hot
+ *     stack, pool.h).
  *  3. Every slot on the free list is inside the span, at a slot boundary,
  *     with its live bit clear.
  *  4. A span is on its queue's full list <=> in_full, and then free == NULL,
@@ -764,7 +766,7 @@ size_t rg_pages_chunk_dirty(struct rg_chunk *c)
     return dirty + rg_chunk_committed_in(c, (size_t)pchunk(c)->top << RG_PAGE_SHIFT, RG_CHUNK_SIZE);
 }
 
-bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents)
+bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uint32_t held)
 {
     unsigned first = (unsigned)(pg - rg_page_desc(c, 0));
     if (pg->state != RG_PAGE_HEAD || first < RG_DATA_PAGE0 || first + pg->span > pchunk(c)->top)
@@ -781,9 +783,9 @@ bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents)
     uint32_t live = 0;
     for (uint32_t w = 0; w < (pg->capacity + 63) / 64; w++)
         live += (uint32_t)__builtin_popcountll(pg->live[w]);
-    if (live != pg->used)
-        return rg_check_fail(pg, "page %u: used %u but %u live bits (invariant 2)", first, pg->used,
-                             live);
+    if (live + held != pg->used)
+        return rg_check_fail(pg, "page %u: used %u but %u live bits and %u held (invariant 2)",
+                             first, pg->used, live, held);
     uint32_t nfree = 0;
     for (void *f = pg->free; f != NULL; f = rg_link_get(f)) {
         if ((uint8_t *)f < pg->start || rg_page_of(c, f) != pg ||

@@ -389,6 +389,6 @@ size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c);
 size_t rg_pages_chunk_dirty(struct rg_chunk *c);
 /* Checks the invariants of a live span, its slots too if contents; false
  * (and a report) on the first violation. */
-bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents);
+bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uint32_t held);
 
 #endif

@@ -8,6 +8,7 @@
 #include <errno.h>
 
 #include "arena.h"
+#include "check.h"
 #include "error.h"
 #include "fast.h"
 #include "stats.h"
@@ -67,6 +68,9 @@ regal_pool *regal_pool_create(regal_arena *a, size_t object_size, size_t alignme
         p->object_size = object_size;
         size_t slot = slot_size(a, object_size, alignment, &p->track_offset);
         rg_pageq_init(&p->q, (uint32_t)slot, RG_PAGE_POOL);
+        size_t hot = p->fast ? RG_POOL_HOT_BYTES / slot : 0;
+        p->hot_cap = (uint32_t)(hot < RG_POOL_HOT ? hot : RG_POOL_HOT);
+        p->hot_n = 0;
         p->prev = NULL;
         p->next = a->pools;
         if (a->pools)
@@ -120,7 +124,8 @@ RG_INLINE struct rg_page *pool_span_of(struct rg_pageq *q, void *obj, uint32_t *
 }
 
 /* Frees obj if it is a live object of fast pool p, with no lock; false if
- * it did nothing (NULL included). */
+ * it did nothing (NULL included).  It goes on the hot stack while that
+ * has room, else back on its span. */
 RG_INLINE bool pool_free_fast(regal_pool *p, void *obj)
 {
     struct rg_pageq *q = fast_queue(p);
@@ -129,7 +134,75 @@ RG_INLINE bool pool_free_fast(regal_pool *p, void *obj)
     if (RG_UNLIKELY(pg == NULL || !rg_bit_take(pg->live, s)))
         return false;
     rg_counters_free(p->st, 1, pg->slot_size);
-    rg_page_push_cleared(pg, obj);
+    if (RG_LIKELY(p->hot_n < p->hot_cap)) {
+        if (RG_CHECKS)
+            rg_link_set(obj, NULL); /* as on a free list: a write after free shows */
+        p->hot[p->hot_n++] = (struct rg_pool_hot){.obj = obj, .pg = pg, .slot = s};
+    } else {
+        rg_page_push_cleared(pg, obj);
+    }
+    return true;
+}
+
+static RG_NOINLINE RG_COLD void hot_corrupt(regal_pool *p, const void *obj)
+{
+    rg_report(REGAL_ERR_CORRUPTION, obj, p->arena,
+              "pool object %p of %zu bytes was overwritten after its free", obj, p->object_size);
+}
+
+/* The object freed last, from fast pool p's non-empty hot stack.  A write
+ * after its free is reported; the object is still a free one of p's, and
+ * comes back. */
+RG_INLINE void *hot_pop(regal_pool *p)
+{
+    const struct rg_pool_hot *h = &p->hot[--p->hot_n];
+    if (RG_CHECKS && RG_UNLIKELY(rg_link_get(h->obj) != NULL))
+        hot_corrupt(p, h->obj);
+    rg_bit_set(h->pg->live, h->slot);
+    rg_counters_alloc(p->st, h->pg->slot_size, p->object_size);
+    return h->obj;
+}
+
+void rg_pool_flush_hot(regal_pool *p)
+{
+    for (uint32_t i = 0; i < p->hot_n; i++) {
+        if (RG_CHECKS && rg_link_get(p->hot[i].obj) != NULL)
+            hot_corrupt(p, p->hot[i].obj);
+        rg_page_push_cleared(p->hot[i].pg, p->hot[i].obj);
+    }
+    p->hot_n = 0;
+}
+
+uint32_t rg_pool_held(const struct rg_page *pg)
+{
+    if (pg->kind != RG_PAGE_POOL)
+        return 0;
+    const regal_pool *p =
+        (const regal_pool *)((const uint8_t *)pg->queue - offsetof(struct regal_pool, q));
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->hot_n; i++)
+        n += p->hot[i].pg == pg;
+    return n;
+}
+
+bool rg_pool_hot_is_valid(regal_pool *p)
+{
+    if (p->hot_n > p->hot_cap)
+        return rg_check_fail(p, "pool %p: %u objects in a hot stack of %u", (void *)p, p->hot_n,
+                             p->hot_cap);
+    for (uint32_t i = 0; i < p->hot_n; i++) {
+        /* Any page of a span: the serving span frees objects of all its
+         * pages the fast way. */
+        const struct rg_pool_hot *h = &p->hot[i];
+        struct rg_chunk *c = rg_chunk_of(h->obj);
+        struct rg_page *pg = RG_IN_CHUNK(h->obj, c, RG_CHUNK_PAGES) && c->arena == p->arena
+                                 ? rg_page_of(c, h->obj)
+                                 : NULL;
+        if (pg == NULL || pg != h->pg || pg->queue != &p->q ||
+            rg_slot_status(pg, h->obj) != RG_SLOT_FREE || rg_slot_index(pg, h->obj) != h->slot)
+            return rg_check_fail(h->obj, "pool %p: bad object %p in its hot stack", (void *)p,
+                                 h->obj);
+    }
     return true;
 }
 
@@ -153,6 +226,8 @@ static RG_NOINLINE void *pool_alloc_slow(regal_pool *p, const void *site)
 void *regal_pool_alloc(regal_pool *p)
 {
     struct rg_pageq *q = fast_queue(p);
+    if (RG_LIKELY(q != NULL && p->hot_n > 0))
+        return hot_pop(p);
     void *obj = q != NULL ? rg_pageq_pop_fast(q, p->st, p->object_size) : NULL;
     if (RG_LIKELY(obj != NULL))
         return obj;
@@ -208,6 +283,7 @@ void regal_pool_free(regal_pool *p, void *obj)
 /* Drops every object of p; the caller holds the lock. */
 static void pool_release(regal_pool *p)
 {
+    rg_pool_flush_hot(p);
     regal_arena *a = p->arena;
     size_t quarantined = rg_arena_tracked(a) ? rg_track_pool_release(&p->q) : 0; /* freed */
     size_t live = 0;

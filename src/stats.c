@@ -166,9 +166,11 @@ static void snapshot(regal_arena *a, struct snapshot *snap)
     snap->purge_cap_now = rg_purge_cap(a);
     class_figures(a, snap->classes);
     for (const regal_pool *p = a->pools; p != NULL; p = p->next) {
-        if (snap->npools < SNAP_POOLS)
-            snap->pools[snap->npools++] = queue_figures(&p->q, p->object_size);
-        else
+        if (snap->npools < SNAP_POOLS) {
+            struct queue_figures f = queue_figures(&p->q, p->object_size);
+            f.used -= p->hot_n; /* freed, on the hot stack */
+            snap->pools[snap->npools++] = f;
+        } else
             snap->pools_left_out++;
     }
     snapshot_heap(a, snap);

@@ -605,6 +605,137 @@ Test(pool, an_overwritten_link_is_caught_in_a_single_thread_arena)
     regal_arena_destroy(a);
 }
 
+/* ---- The hot stack of single-thread pools (src/pool.h) ------------------------ */
+
+static regal_arena *single_thread_arena(void)
+{
+    regal_arena_config cfg = {.flags = REGAL_ARENA_SINGLE_THREAD};
+    regal_arena *a = regal_arena_create(&cfg);
+    cr_assert_not_null(a);
+    return a;
+}
+
+/* The objects freed last come back first, and while they wait the arena
+ * counts them as free and passes its check. */
+Test(pool, a_fast_pool_hands_out_the_objects_freed_last_first)
+{
+    regal_arena *a = single_thread_arena();
+    regal_pool *p = regal_pool_create(a, 96, 16);
+    cr_assert_not_null(p);
+    enum { N = 3000 }; /* several spans */
+    static void *obj[N];
+    take_objects(p, a, 96, 16, obj, N);
+    size_t in_use = stats_of(a).in_use;
+    const size_t freed[] = {10, 2000, 30, N - 1};
+    for (size_t i = 0; i < ARRAY_LEN(freed); i++)
+        regal_pool_free(p, obj[freed[i]]);
+    regal_stats s = stats_of(a);
+    cr_assert_eq(s.blocks_in_use, N - ARRAY_LEN(freed));
+    cr_assert_eq(s.in_use, in_use - ARRAY_LEN(freed) * regal_usable_size(obj[0]));
+    cr_assert_eq(regal_arena_check(a), 0);
+    for (size_t i = ARRAY_LEN(freed); i-- > 0;) {
+        void *o = regal_pool_alloc(p);
+        cr_assert_eq(o, obj[freed[i]], "got %p, not %p (object %zu)", o, obj[freed[i]], freed[i]);
+    }
+    cr_assert_eq(stats_of(a).in_use, in_use);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+/* Objects freed last hold their spans until they are handed out again or
+ * put back: regal_arena_trim puts them back and gives the spans away. */
+Test(pool, trim_gives_back_the_spans_of_a_fast_pools_last_freed_objects)
+{
+    regal_arena *a = single_thread_arena();
+    regal_pool *p = regal_pool_create(a, 96, 16);
+    cr_assert_not_null(p);
+    enum { N = 20000 }; /* about 30 spans */
+    void **obj = malloc(N * sizeof *obj);
+    cr_assert_not_null(obj);
+    take_objects(p, a, 96, 16, obj, N);
+    for (size_t i = 0; i < N; i++)
+        regal_pool_free(p, obj[(i * 7919) % N]); /* scattered over the spans */
+    cr_assert_eq(stats_of(a).in_use, 0);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_trim(a);
+    regal_stats s = stats_of(a);
+    cr_assert_leq(s.resident, 256 * KiB, "resident %zu after everything was freed and trimmed",
+                  s.resident);
+    cr_assert_eq(regal_arena_check(a), 0);
+    take_objects(p, a, 96, 16, obj, N);
+    check_objects(obj, N, 96, 16);
+    free(obj);
+    regal_arena_destroy(a);
+}
+
+/* An object in a later page of a span of several pages (the serving span
+ * frees those the fast way too) waits on the hot stack like any other: the
+ * check found it "bad" when it looked for it in its span's first page. */
+Test(pool, objects_freed_last_may_lie_past_their_spans_first_page)
+{
+    regal_arena *a = single_thread_arena();
+    regal_pool *p = regal_pool_create(a, 10000, 16);
+    cr_assert_not_null(p);
+    void *obj[13]; /* one span of two 64 KiB pages */
+    take_objects(p, a, 10000, 16, obj, ARRAY_LEN(obj));
+    cr_assert_geq((uintptr_t)obj[12] - (uintptr_t)obj[0], 64 * KiB);
+    regal_pool_free(p, obj[12]);
+    cr_assert_eq(regal_arena_check(a), 0);
+    cr_assert_eq(regal_pool_alloc(p), obj[12]);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+/* regal_pool_reset puts the objects freed last back too, and a write after
+ * the free of one of them is reported there, once. */
+Test(pool, reset_puts_back_a_fast_pools_last_freed_objects)
+{
+    regal_arena *a = single_thread_arena();
+    regal_pool *p = regal_pool_create(a, 64, 16);
+    cr_assert_not_null(p);
+    void *obj[100];
+    take_objects(p, a, 64, 16, obj, ARRAY_LEN(obj));
+    for (size_t i = 0; i < 5; i++)
+        regal_pool_free(p, obj[i * 10]);
+    memset(obj[20], 0x5a, 64); /* the write after free */
+
+    error_log log;
+    error_log_install(&log);
+    regal_pool_reset(p);
+    error_log_remove();
+    cr_assert_eq(log.count, 1, "%u reports", log.count);
+    cr_assert_eq(log.kind, REGAL_ERR_CORRUPTION);
+    cr_assert_eq(log.ptr, obj[20]);
+
+    regal_stats s = stats_of(a);
+    cr_assert_eq(s.in_use, 0);
+    cr_assert_eq(s.blocks_in_use, 0);
+    cr_assert_eq(regal_arena_check(a), 0);
+    take_objects(p, a, 64, 16, obj, ARRAY_LEN(obj));
+    check_objects(obj, ARRAY_LEN(obj), 64, 16);
+    regal_arena_destroy(a);
+}
+
+/* The statistics table counts objects freed last as free. */
+Test(pool, the_stats_of_a_fast_pool_count_its_last_freed_objects_as_free)
+{
+    regal_arena *a = single_thread_arena();
+    regal_pool *p = regal_pool_create(a, 48, 16);
+    cr_assert_not_null(p);
+    void *obj[3];
+    take_objects(p, a, 48, 16, obj, ARRAY_LEN(obj));
+    regal_pool_free(p, obj[1]);
+    char *json = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&json, &len);
+    cr_assert_not_null(out);
+    regal_arena_print_stats_json(a, out);
+    fclose(out);
+    cr_assert_not_null(strstr(json, "{\"kind\":\"pool\",\"size\":48,\"in_use\":2,"), "%s", json);
+    free(json);
+    regal_arena_destroy(a);
+}
+
 /* ---- Threads sharing a pool ---------------------------------------------------- */
 
 #define POOL_THREADS    4
