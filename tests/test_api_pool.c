@@ -607,21 +607,24 @@ Test(pool, an_overwritten_link_is_caught_in_a_single_thread_arena)
 
 /* ---- The hot stack of single-thread pools (src/pool.h) ------------------------ */
 
-static regal_arena *single_thread_arena(void)
+/* A pool of objects of size bytes (aligned to 16) in a new single-thread
+ * arena, *a. */
+static regal_pool *fast_pool(regal_arena **a, size_t size)
 {
     regal_arena_config cfg = {.flags = REGAL_ARENA_SINGLE_THREAD};
-    regal_arena *a = regal_arena_create(&cfg);
-    cr_assert_not_null(a);
-    return a;
+    *a = regal_arena_create(&cfg);
+    cr_assert_not_null(*a);
+    regal_pool *p = regal_pool_create(*a, size, 16);
+    cr_assert_not_null(p);
+    return p;
 }
 
 /* The objects freed last come back first, and while they wait the arena
  * counts them as free and passes its check. */
 Test(pool, a_fast_pool_hands_out_the_objects_freed_last_first)
 {
-    regal_arena *a = single_thread_arena();
-    regal_pool *p = regal_pool_create(a, 96, 16);
-    cr_assert_not_null(p);
+    regal_arena *a;
+    regal_pool *p = fast_pool(&a, 96);
     enum { N = 3000 }; /* several spans */
     static void *obj[N];
     take_objects(p, a, 96, 16, obj, N);
@@ -646,9 +649,8 @@ Test(pool, a_fast_pool_hands_out_the_objects_freed_last_first)
  * put back: regal_arena_trim puts them back and gives the spans away. */
 Test(pool, trim_gives_back_the_spans_of_a_fast_pools_last_freed_objects)
 {
-    regal_arena *a = single_thread_arena();
-    regal_pool *p = regal_pool_create(a, 96, 16);
-    cr_assert_not_null(p);
+    regal_arena *a;
+    regal_pool *p = fast_pool(&a, 96);
     enum { N = 20000 }; /* about 30 spans */
     void **obj = malloc(N * sizeof *obj);
     cr_assert_not_null(obj);
@@ -673,9 +675,8 @@ Test(pool, trim_gives_back_the_spans_of_a_fast_pools_last_freed_objects)
  * check found it "bad" when it looked for it in its span's first page. */
 Test(pool, objects_freed_last_may_lie_past_their_spans_first_page)
 {
-    regal_arena *a = single_thread_arena();
-    regal_pool *p = regal_pool_create(a, 10000, 16);
-    cr_assert_not_null(p);
+    regal_arena *a;
+    regal_pool *p = fast_pool(&a, 10000);
     void *obj[13]; /* one span of two 64 KiB pages */
     take_objects(p, a, 10000, 16, obj, ARRAY_LEN(obj));
     cr_assert_geq((uintptr_t)obj[12] - (uintptr_t)obj[0], 64 * KiB);
@@ -690,9 +691,8 @@ Test(pool, objects_freed_last_may_lie_past_their_spans_first_page)
  * the free of one of them is reported there, once. */
 Test(pool, reset_puts_back_a_fast_pools_last_freed_objects)
 {
-    regal_arena *a = single_thread_arena();
-    regal_pool *p = regal_pool_create(a, 64, 16);
-    cr_assert_not_null(p);
+    regal_arena *a;
+    regal_pool *p = fast_pool(&a, 64);
     void *obj[100];
     take_objects(p, a, 64, 16, obj, ARRAY_LEN(obj));
     for (size_t i = 0; i < 5; i++)
@@ -719,9 +719,8 @@ Test(pool, reset_puts_back_a_fast_pools_last_freed_objects)
 /* The statistics table counts objects freed last as free. */
 Test(pool, the_stats_of_a_fast_pool_count_its_last_freed_objects_as_free)
 {
-    regal_arena *a = single_thread_arena();
-    regal_pool *p = regal_pool_create(a, 48, 16);
-    cr_assert_not_null(p);
+    regal_arena *a;
+    regal_pool *p = fast_pool(&a, 48);
     void *obj[3];
     take_objects(p, a, 48, 16, obj, ARRAY_LEN(obj));
     regal_pool_free(p, obj[1]);
