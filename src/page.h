@@ -388,7 +388,8 @@ size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c);
 /* Committed bytes of c's free spans and pages above top (dirty memory). */
 size_t rg_pages_chunk_dirty(struct rg_chunk *c);
 /* Checks the invariants of a live span, its slots too if contents; false
- * (and a report) on the first violation. */
+ * (and a report) on the first violation.  held: freed slots of the span
+ * that its pool's hot stack holds (rg_pool_held), still counted in used. */
 bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uint32_t held);
 
 #endif
