@@ -150,14 +150,19 @@ static RG_NOINLINE RG_COLD void hot_corrupt(regal_pool *p, const void *obj)
               "pool object %p of %zu bytes was overwritten after its free", obj, p->object_size);
 }
 
-/* The object freed last, from fast pool p's non-empty hot stack.  A write
- * after its free is reported; the object is still a free one of p's, and
- * comes back. */
+/* Reports a write after the free of obj, which leaves the hot stack; obj
+ * is still a free object of p's either way. */
+RG_INLINE void hot_check(regal_pool *p, const void *obj)
+{
+    if (RG_CHECKS && RG_UNLIKELY(rg_link_get(obj) != NULL))
+        hot_corrupt(p, obj);
+}
+
+/* The object freed last, from fast pool p's non-empty hot stack. */
 RG_INLINE void *hot_pop(regal_pool *p)
 {
     const struct rg_pool_hot *h = &p->hot[--p->hot_n];
-    if (RG_CHECKS && RG_UNLIKELY(rg_link_get(h->obj) != NULL))
-        hot_corrupt(p, h->obj);
+    hot_check(p, h->obj);
     rg_bit_set(h->pg->live, h->slot);
     rg_counters_alloc(p->st, h->pg->slot_size, p->object_size);
     return h->obj;
@@ -166,8 +171,7 @@ RG_INLINE void *hot_pop(regal_pool *p)
 void rg_pool_flush_hot(regal_pool *p)
 {
     for (uint32_t i = 0; i < p->hot_n; i++) {
-        if (RG_CHECKS && rg_link_get(p->hot[i].obj) != NULL)
-            hot_corrupt(p, p->hot[i].obj);
+        hot_check(p, p->hot[i].obj);
         rg_page_push_cleared(p->hot[i].pg, p->hot[i].obj);
     }
     p->hot_n = 0;
@@ -191,15 +195,13 @@ bool rg_pool_hot_is_valid(regal_pool *p)
         return rg_check_fail(p, "pool %p: %u objects in a hot stack of %u", (void *)p, p->hot_n,
                              p->hot_cap);
     for (uint32_t i = 0; i < p->hot_n; i++) {
-        /* Any page of a span: the serving span frees objects of all its
-         * pages the fast way. */
+        /* A freed slot of one of p's spans, in any page of it (the serving
+         * span frees objects of all its pages the fast way). */
         const struct rg_pool_hot *h = &p->hot[i];
-        struct rg_chunk *c = rg_chunk_of(h->obj);
-        struct rg_page *pg = RG_IN_CHUNK(h->obj, c, RG_CHUNK_PAGES) && c->arena == p->arena
-                                 ? rg_page_of(c, h->obj)
-                                 : NULL;
-        if (pg == NULL || pg != h->pg || pg->queue != &p->q ||
-            rg_slot_status(pg, h->obj) != RG_SLOT_FREE || rg_slot_index(pg, h->obj) != h->slot)
+        struct rg_chunk *c;
+        struct rg_ref ref;
+        if (rg_owner(h->obj, &c) != p->arena || rg_ref_resolve(c, h->obj, &ref) != RG_REF_DEAD ||
+            ref.page != h->pg || h->pg->queue != &p->q || rg_slot_index(h->pg, h->obj) != h->slot)
             return rg_check_fail(h->obj, "pool %p: bad object %p in its hot stack", (void *)p,
                                  h->obj);
     }
