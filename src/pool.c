@@ -144,34 +144,38 @@ RG_INLINE bool pool_free_fast(regal_pool *p, void *obj)
     return true;
 }
 
-static RG_NOINLINE RG_COLD void hot_corrupt(regal_pool *p, const void *obj)
+/* Reports a write after the free of obj, which leaves the hot stack (obj
+ * is still a free object of p's either way); returns obj. */
+static RG_NOINLINE RG_COLD void *hot_corrupt(regal_pool *p, void *obj)
 {
     rg_report(REGAL_ERR_CORRUPTION, obj, p->arena,
               "pool object %p of %zu bytes was overwritten after its free", obj, p->object_size);
+    return obj;
 }
 
-/* Reports a write after the free of obj, which leaves the hot stack; obj
- * is still a free object of p's either way. */
-RG_INLINE void hot_check(regal_pool *p, const void *obj)
+/* Whether the link word pool_free_fast left in obj was overwritten. */
+RG_INLINE bool hot_written(const void *obj)
 {
-    if (RG_CHECKS && RG_UNLIKELY(rg_link_get(obj) != NULL))
-        hot_corrupt(p, obj);
+    return RG_CHECKS && RG_UNLIKELY(rg_link_get(obj) != NULL);
 }
 
-/* The object freed last, from fast pool p's non-empty hot stack. */
+/* The object freed last, from fast pool p's non-empty hot stack.  The
+ * report of a write after free comes last, as a tail call: the pop needs
+ * no stack frame. */
 RG_INLINE void *hot_pop(regal_pool *p)
 {
-    const struct rg_pool_hot *h = &p->hot[--p->hot_n];
-    hot_check(p, h->obj);
-    rg_bit_set(h->pg->live, h->slot);
-    rg_counters_alloc(p->st, h->pg->slot_size, p->object_size);
-    return h->obj;
+    struct rg_pool_hot h = p->hot[--p->hot_n];
+    bool written = hot_written(h.obj);
+    rg_bit_set(h.pg->live, h.slot);
+    rg_counters_alloc(p->st, h.pg->slot_size, p->object_size);
+    return RG_UNLIKELY(written) ? hot_corrupt(p, h.obj) : h.obj;
 }
 
 void rg_pool_flush_hot(regal_pool *p)
 {
     for (uint32_t i = 0; i < p->hot_n; i++) {
-        hot_check(p, p->hot[i].obj);
+        if (hot_written(p->hot[i].obj))
+            hot_corrupt(p, p->hot[i].obj);
         rg_page_push_cleared(p->hot[i].pg, p->hot[i].obj);
     }
     p->hot_n = 0;
