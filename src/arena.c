@@ -52,8 +52,11 @@ static void release_all(regal_arena *a)
 static void add_mapped(regal_arena *a, size_t bytes)
 {
     a->mapped += bytes;
+    a->fresh_total += bytes;
     if (a->mapped > a->peak_mapped)
         a->peak_mapped = a->mapped;
+    if (RG_UNLIKELY(a->cap_released > 0))
+        rg_purge_judge(a);
 }
 
 bool rg_arena_commit_bytes(regal_arena *a, size_t bytes)

@@ -52,6 +52,11 @@ struct regal_arena {
     uint64_t dirty_since; /* rg_os_now_ms() when dirty memory was first seen; 0 = not yet */
     uint64_t purge_delay; /* ms; RG_PURGE_DELAY_OFF */
     size_t purge_cap;     /* bytes; RG_PURGE_CAP_AUTO, RG_PURGE_CAP_OFF */
+    size_t cap_floor;     /* the automatic cap's least value, learned (purge.c) */
+    size_t fresh_total;   /* bytes ever committed fresh: mapped's increases */
+    size_t cap_released;  /* what the last purge by the cap released; 0 once judged */
+    size_t cap_mark;      /* fresh_total then */
+    size_t cap_in_use;    /* in_use then */
     /* Last, and past the first 4 KiB of the home chunk: every field above
      * is written when an arena is made or used, handles only by programs
      * that use them, so the others never fault in a second OS page for

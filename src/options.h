@@ -19,7 +19,8 @@ struct rg_options {
 
 /* The purge policy's settings (purge.c): purge_delay=<ms>|off and
  * purge_cap=<bytes>[K|M|G]|auto|off.  Defaults: 1000 ms, and a cap of
- * max(RG_PURGE_CAP_MIN, in_use / 4). */
+ * max(floor, in_use / 4), the floor starting at RG_PURGE_CAP_MIN and
+ * learning from wasted purges. */
 #define RG_PURGE_DELAY_DEFAULT ((uint64_t)1000)
 #define RG_PURGE_DELAY_OFF     UINT64_MAX
 #define RG_PURGE_CAP_OFF       SIZE_MAX

@@ -19,6 +19,10 @@ void rg_purge_set(struct regal_arena *a, uint64_t delay_ms, size_t cap);
 /* Called on slow paths after free memory appeared or before fresh memory is
  * committed: purges what the policy says is due.  Never on a fast path. */
 void rg_purge_maybe(struct regal_arena *a);
+/* Called when the arena has committed fresh memory while the last purge
+ * by the automatic cap waits to be judged (a->cap_released > 0): was it
+ * wasted?  (purge.c) */
+void rg_purge_judge(struct regal_arena *a);
 /* Purges every dirty byte (and unmaps the large cache); bytes released. */
 size_t rg_purge_all(struct regal_arena *a);
 

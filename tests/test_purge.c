@@ -161,6 +161,75 @@ Test(purge, the_auto_cap_grows_with_in_use)
     cr_assert_eq(rg_purge_cap(a), RG_PURGE_CAP_MIN);
 }
 
+/* The automatic cap learns from its purges (purge.c): a batch of more
+ * than the cap, freed and allocated again, has its memory purged once, not
+ * at every batch. */
+#define BATCH 80 /* blocks of 1 MiB: more than RG_PURGE_CAP_MIN */
+static_assert(BATCH * MiB > RG_PURGE_CAP_MIN + 8 * MiB, "a batch passes the floor");
+
+static void batch(void **p, size_t n)
+{
+    alloc_many(p, n, 1 * MiB);
+    for (size_t i = 0; i < n; i++)
+        regal_free(p[i]);
+}
+
+Test(purge, a_batch_allocated_again_raises_the_auto_cap)
+{
+    rg_purge_set(a, RG_PURGE_DELAY_OFF, RG_PURGE_CAP_AUTO);
+    void *p[BATCH];
+    batch(p, BATCH);
+    size_t purged = stats_of(a).purged;
+    cr_assert_gt(purged, 16 * MiB, "the first batch passes the cap: purged %zu", purged);
+    cr_assert_eq(rg_purge_cap(a), RG_PURGE_CAP_MIN);
+    batch(p, BATCH); /* the purged memory was needed again */
+    cr_assert_eq(rg_purge_cap(a), 2 * RG_PURGE_CAP_MIN);
+    for (int i = 0; i < 3; i++) {
+        batch(p, BATCH);
+        cr_assert_eq(stats_of(a).purged, purged, "batch %d purged %zu more bytes", i + 3,
+                     stats_of(a).purged - purged);
+    }
+    cr_assert_gt(stats_of(a).dirty, RG_PURGE_CAP_MIN);
+}
+
+/* A small live set over the holes of a big one commits fresh memory too,
+ * but in_use does not climb back: the cap stays. */
+Test(purge, fresh_memory_under_a_small_live_set_leaves_the_cap)
+{
+    rg_purge_set(a, RG_PURGE_DELAY_OFF, RG_PURGE_CAP_AUTO);
+    void *p[BATCH];
+    alloc_many(p, BATCH, 1 * MiB);
+    for (size_t i = 8; i < BATCH; i++)
+        regal_free(p[i]);
+    size_t released = stats_of(a).purged;
+    cr_assert_gt(released, 16 * MiB);
+    for (int round = 0; released > 0 && round < 8; round++) {
+        regal_arena_trim(a); /* so that the next blocks commit fresh memory */
+        batch(p + 8, 8);
+    }
+    cr_assert_eq(rg_purge_cap(a), RG_PURGE_CAP_MIN);
+    cr_assert_eq(a->cap_released, 0, "fresh memory as big as the purge closes its judgment");
+    for (size_t i = 0; i < 8; i++)
+        regal_free(p[i]);
+}
+
+/* The delay purge halves a raised floor: a program that stopped cycling
+ * gets the low cap back. */
+Test(purge, the_delay_purge_lowers_a_raised_cap)
+{
+    rg_purge_set(a, RG_PURGE_DELAY_OFF, RG_PURGE_CAP_AUTO);
+    void *p[BATCH];
+    batch(p, BATCH);
+    batch(p, BATCH);
+    cr_assert_eq(rg_purge_cap(a), 2 * RG_PURGE_CAP_MIN);
+    a->purge_delay = 50; /* not rg_purge_set, which forgets what the cap learned */
+    batch(p, 1);         /* a heap free of a 1 MiB run: the wait starts */
+    sleep_ms(80);
+    batch(p, 1);
+    cr_assert_eq(stats_of(a).dirty, 0);
+    cr_assert_eq(rg_purge_cap(a), RG_PURGE_CAP_MIN);
+}
+
 /* The large cache has its own bound: the cap leaves it alone (a program
  * cycling large buffers keeps reusing them), the delay does not. */
 Test(purge, the_cap_leaves_the_large_cache_the_delay_does_not)
