@@ -55,7 +55,7 @@ static void add_mapped(regal_arena *a, size_t bytes)
     a->fresh_total += bytes;
     if (a->mapped > a->peak_mapped)
         a->peak_mapped = a->mapped;
-    if (RG_UNLIKELY(a->cap_released > 0))
+    if (RG_UNLIKELY(a->bound_released > 0))
         rg_purge_judge(a);
 }
 

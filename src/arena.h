@@ -47,16 +47,16 @@ struct regal_arena {
     struct regal_arena *next_arena; /* every live arena, for fork (arena.c) */
     struct regal_arena *prev_arena;
     /* The purge policy (purge.c). */
-    size_t dirty;         /* free bytes still committed (invariant 4 of arena.c) */
-    size_t purged;        /* bytes purged or trimmed since create */
-    uint64_t dirty_since; /* rg_os_now_ms() when dirty memory was first seen; 0 = not yet */
-    uint64_t purge_delay; /* ms; RG_PURGE_DELAY_OFF */
-    size_t purge_cap;     /* bytes; RG_PURGE_CAP_AUTO, RG_PURGE_CAP_OFF */
-    size_t cap_floor;     /* the automatic cap's least value, learned (purge.c) */
-    size_t fresh_total;   /* bytes ever committed fresh: mapped's increases */
-    size_t cap_released;  /* what the last purge by the cap released; 0 once judged */
-    size_t cap_mark;      /* fresh_total then */
-    size_t cap_in_use;    /* in_use then */
+    size_t dirty;          /* free bytes still committed (invariant 4 of arena.c) */
+    size_t purged;         /* bytes purged or trimmed since create */
+    uint64_t dirty_since;  /* rg_os_now_ms() when dirty memory was first seen; 0 = not yet */
+    uint64_t purge_delay;  /* ms; RG_PURGE_DELAY_OFF */
+    size_t purge_cap;      /* bytes; RG_PURGE_CAP_AUTO, RG_PURGE_CAP_OFF */
+    unsigned keep_shift;   /* the floors of the cap and the large cache, doubled this often */
+    size_t fresh_total;    /* bytes ever committed fresh: mapped's increases */
+    size_t bound_released; /* released by those bounds since the last judgment; 0: none */
+    size_t bound_mark;     /* fresh_total at the first of those releases */
+    size_t bound_in_use;   /* the least in_use seen at them */
     /* Last, and past the first 4 KiB of the home chunk: every field above
      * is written when an arena is made or used, handles only by programs
      * that use them, so the others never fault in a second OS page for

@@ -19,34 +19,36 @@
  * a large mapping entering the cache, memory committed fresh from the OS,
  * an arena reset.  The fast paths of alloc.c never call it.  It purges
  *  1. down to half the cap, when the dirty memory of pages and heap passes
- *     the cap (purge_cap; by default max(cap_floor, in_use / 4)): free
- *     spans first, then free heap blocks, largest first;
+ *     the cap (purge_cap; by default max(RG_PURGE_CAP_MIN, in_use / 4),
+ *     its floor doubled keep_shift times, below): free spans first, then
+ *     free heap blocks, largest first;
  *  2. everything, when dirty memory has waited purge_delay ms (default
  *     RG_PURGE_DELAY_DEFAULT; 0: at once).  The wait starts at the first
  *     slow path that finds dirty memory after the arena had none
  *     (a->dirty_since); the coarse monotonic clock is read only there.
  * The large cache is bounded on its own (large.c: 32 mappings, 128 MiB or
- * in_use) and goes with the delay but not with the cap, so that a program
- * cycling large buffers keeps reusing their pages.  An idle arena runs no slow path
- * and purges nothing; regal_arena_trim (malloc_trim) gives everything back
- * at once.
+ * in_use, both floors learned as below) and goes with the delay but not
+ * with the cap, so that a program cycling large buffers keeps reusing
+ * their pages.  An idle arena runs no slow path and purges nothing;
+ * regal_arena_trim (malloc_trim) gives everything back at once.
  *
- * The automatic cap learns.  A program that frees a batch of more than
- * the cap and then allocates it again (a frame, a request, a pass over a
- * file) would otherwise pay glibc's trim pathology at every batch: the
- * purge gives the pages back and the next batch faults them in again
+ * The bounds learn.  A program that frees a batch of more than the cap
+ * and then allocates it again (a frame, a request, a pass over a file)
+ * would otherwise pay glibc's trim pathology at every batch: the purge
+ * gives the pages back and the next batch faults them in again
  * (bench/trim_batches with 4-8 KiB blocks, 64 MiB a batch: 51510 madvise
  * calls and 1.8M page faults in 300 batches, 3.8 s against tcmalloc's
- * 0.47).  So each purge by the cap is judged as fresh memory is committed
- * after it (rg_purge_judge): wasted if the bytes in use climb back by
- * half of what it released, and then cap_floor doubles; not wasted if as
- * much as it released was committed fresh with no such climb.  Only the
- * climb tells a program that needs its memory again from one that keeps a
- * small live set over the holes of a big one (bench/frag): both commit
- * fresh memory after the purge.  The delay purge halves cap_floor, down
- * to RG_PURGE_CAP_MIN, so a program that stops cycling gets its low cap
- * back one delay at a time.  An explicit purge_cap is a bound the user
- * asked for: it never moves.
+ * 0.47).  The large cache's bounds (large.c) do the same to batches of
+ * large blocks.  So what those bounds release is judged as fresh memory is
+ * committed after it (rg_purge_judge): wasted if the bytes in use climb
+ * back by half of it, and then keep_shift grows, doubling the floors of
+ * the automatic cap and of the large cache; not wasted if as much was
+ * committed fresh with no such climb.  Only the climb tells a program
+ * that needs its memory again from one that keeps a small live set over
+ * the holes of a big one (bench/frag): both commit fresh memory after the
+ * purge.  The delay purge lowers keep_shift by one, so a program that
+ * stops cycling gets its low bounds back one delay at a time.  An
+ * explicit purge_cap is a bound the user asked for: it never moves.
  *
  * Purging everything once the delay is up, rather than only what has been
  * free that long, costs a program that frees and allocates all the time
@@ -76,16 +78,24 @@ void rg_purge_set(regal_arena *a, uint64_t delay_ms, size_t cap)
     a->purge_delay = delay_ms;
     a->purge_cap = cap;
     a->dirty_since = 0;
-    a->cap_floor = RG_PURGE_CAP_MIN;
-    a->cap_released = 0;
+    a->keep_shift = 0;
+    a->bound_released = 0;
+}
+
+/* Past this, a floor would not be reached by any program. */
+#define KEEP_SHIFT_MAX 16
+
+size_t rg_purge_scaled(const regal_arena *a, size_t floor)
+{
+    return floor << a->keep_shift;
 }
 
 size_t rg_purge_cap(const regal_arena *a)
 {
     if (a->purge_cap != RG_PURGE_CAP_AUTO)
         return a->purge_cap;
-    size_t scaled = rg_arena_in_use(a) / 4;
-    return scaled > a->cap_floor ? scaled : a->cap_floor;
+    size_t scaled = rg_arena_in_use(a) / 4, floor = rg_purge_scaled(a, RG_PURGE_CAP_MIN);
+    return scaled > floor ? scaled : floor;
 }
 
 /* Free spans chunk by chunk, then free heap blocks from the largest, until
@@ -108,15 +118,30 @@ size_t rg_purge_all(regal_arena *a)
     return released;
 }
 
+void rg_purge_bound_released(regal_arena *a, size_t bytes)
+{
+    if (bytes == 0)
+        return;
+    size_t in_use = rg_arena_in_use(a);
+    if (a->bound_released == 0) {
+        a->bound_mark = a->fresh_total;
+        a->bound_in_use = in_use;
+    } else if (in_use < a->bound_in_use) {
+        a->bound_in_use = in_use;
+    }
+    a->bound_released += bytes;
+}
+
 void rg_purge_judge(regal_arena *a)
 {
-    if (rg_arena_in_use(a) >= a->cap_in_use + a->cap_released / 2) {
-        /* No cap purge runs once cap_floor passes the committed bytes (the
-         * most that can be dirty), so it stays below twice their peak. */
-        a->cap_floor *= 2;
-        a->cap_released = 0;
-    } else if (a->fresh_total - a->cap_mark >= a->cap_released) {
-        a->cap_released = 0;
+    if (rg_arena_in_use(a) >= a->bound_in_use + a->bound_released / 2) {
+        /* No bound releases anything once its floor passes the committed
+         * bytes, so the floors stay below twice their peak. */
+        if (a->keep_shift < KEEP_SHIFT_MAX)
+            a->keep_shift++;
+        a->bound_released = 0;
+    } else if (a->fresh_total - a->bound_mark >= a->bound_released) {
+        a->bound_released = 0;
     }
 }
 
@@ -124,19 +149,16 @@ void rg_purge_judge(regal_arena *a)
 static void purge_over_cap(regal_arena *a, size_t held, size_t cap)
 {
     size_t released = purge_held(a, held - cap / 2);
-    if (a->purge_cap != RG_PURGE_CAP_AUTO)
-        return;
-    a->cap_released = released;
-    a->cap_mark = a->fresh_total;
-    a->cap_in_use = rg_arena_in_use(a);
+    if (a->purge_cap == RG_PURGE_CAP_AUTO)
+        rg_purge_bound_released(a, released);
 }
 
-/* The delay purge: everything, and the automatic cap's floor halves. */
+/* The delay purge: everything, and the floors halve. */
 static void purge_delayed(regal_arena *a)
 {
     rg_purge_all(a);
-    size_t half = a->cap_floor / 2;
-    a->cap_floor = half > RG_PURGE_CAP_MIN ? half : RG_PURGE_CAP_MIN;
+    if (a->keep_shift > 0)
+        a->keep_shift--;
 }
 
 void rg_purge_maybe(regal_arena *a)
@@ -144,9 +166,9 @@ void rg_purge_maybe(regal_arena *a)
     if (a->dirty == 0)
         return;
     size_t held = a->dirty - a->large_cache_bytes;
-    /* An automatic cap is at least cap_floor: below that, in_use (a sum
+    /* An automatic cap is at least its floor: below that, in_use (a sum
      * over the arena's theaps) is not needed. */
-    if (held > a->cap_floor || a->purge_cap != RG_PURGE_CAP_AUTO) {
+    if (held > rg_purge_scaled(a, RG_PURGE_CAP_MIN) || a->purge_cap != RG_PURGE_CAP_AUTO) {
         size_t cap = rg_purge_cap(a);
         if (held > cap)
             purge_over_cap(a, held, cap);

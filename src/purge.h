@@ -19,9 +19,14 @@ void rg_purge_set(struct regal_arena *a, uint64_t delay_ms, size_t cap);
 /* Called on slow paths after free memory appeared or before fresh memory is
  * committed: purges what the policy says is due.  Never on a fast path. */
 void rg_purge_maybe(struct regal_arena *a);
-/* Called when the arena has committed fresh memory while the last purge
- * by the automatic cap waits to be judged (a->cap_released > 0): was it
- * wasted?  (purge.c) */
+/* What the arena learned about the memory it cycles (purge.c): a floor of
+ * a bound on the free memory it keeps (the automatic cap, the large
+ * cache), doubled for each wasted release. */
+size_t rg_purge_scaled(const struct regal_arena *a, size_t floor);
+/* One of those bounds gave bytes back: a release to judge. */
+void rg_purge_bound_released(struct regal_arena *a, size_t bytes);
+/* The arena committed fresh memory while a release waits to be judged
+ * (a->bound_released > 0): was it wasted? */
 void rg_purge_judge(struct regal_arena *a);
 /* Purges every dirty byte (and unmaps the large cache); bytes released. */
 size_t rg_purge_all(struct regal_arena *a);

@@ -159,6 +159,22 @@ Test(large, a_bigger_mapping_evicts_smaller_ones_from_a_full_cache)
     cr_assert_geq(cache_largest_size(), 20 * MiB);
 }
 
+/* Batches of more large blocks than the cache keeps, freed and allocated
+ * again: the evicted mappings were needed again, so the cache learns to
+ * keep a whole batch (purge.c), and later batches fault nothing in. */
+Test(large, a_batch_allocated_again_is_kept_whole)
+{
+    enum { N = 40 }; /* more than the 32 mappings the cache keeps at first */
+    void *p[N];
+    for (int round = 1; round <= 3; round++) {
+        for (int i = 0; i < N; i++)
+            p[i] = alloc_filled(3 * MiB, i);
+        for (int i = 0; i < N; i++)
+            regal_free(p[i]);
+        cr_assert_eq(a->large_cache_count, round == 1 ? 32 : N, "after batch %d", round);
+    }
+}
+
 /* A cached mapping holds only the pages of a freed block: a free of that
  * block's pointer is a double free, of any other address an invalid free.
  * A tail cut off a cached mapping used to be cached with a made-up block

@@ -208,7 +208,7 @@ Test(purge, fresh_memory_under_a_small_live_set_leaves_the_cap)
         batch(p + 8, 8);
     }
     cr_assert_eq(rg_purge_cap(a), RG_PURGE_CAP_MIN);
-    cr_assert_eq(a->cap_released, 0, "fresh memory as big as the purge closes its judgment");
+    cr_assert_eq(a->bound_released, 0, "fresh memory as big as the purge closes its judgment");
     for (size_t i = 0; i < 8; i++)
         regal_free(p[i]);
 }
