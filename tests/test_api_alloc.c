@@ -335,6 +335,28 @@ Test(calloc, leaves_fresh_pages_of_a_large_block_untouched)
     regal_arena_destroy(a);
 }
 
+/* Below 32 MiB, the pages of a freed block are cleared, not given back:
+ * a program that uses its calloc'd block would fault every page in again
+ * (2.5 ms a round for 4 MiB, glibc 0.04). */
+Test(calloc, clears_the_resident_pages_of_a_recycled_large_block)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    const size_t n = 4 * MiB;
+    unsigned char *p = regal_alloc(a, n);
+    cr_assert_not_null(p);
+    memset(p, 0xab, n);
+    regal_free(p);
+    p = regal_calloc(a, 1, n);
+    cr_assert_not_null(p);
+    cr_assert_geq(resident_pages(p, n), n / 4096, "%zu of %zu pages resident", resident_pages(p, n),
+                  n / 4096);
+    cr_assert_eq(first_byte_not(p, regal_usable_size(p), 0), regal_usable_size(p));
+    regal_free(p);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
 Test(calloc, zeroes_blocks_of_the_default_arena)
 {
     regal_arena *d = regal_default_arena();
