@@ -528,6 +528,12 @@ void *regal_realloc(regal_arena *a, void *p, size_t size)
         rg_arena_unlock(a);
         return p;
     }
+    void *moved = from == a ? rg_ref_move_grow(&ref, size) : NULL;
+    if (moved != NULL) { /* the same block at a new address, not a copy */
+        rg_stats_resize(a, old, rg_large_usable(rg_chunk_of(moved)), size);
+        rg_arena_unlock(a);
+        return moved;
+    }
     return realloc_move(a, from, &ref, p, old, size);
 }
 

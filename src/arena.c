@@ -578,6 +578,13 @@ void rg_ref_free(const struct rg_ref *ref, void *p)
     }
 }
 
+void *rg_ref_move_grow(const struct rg_ref *ref, size_t size)
+{
+    if (ref->chunk->kind != RG_CHUNK_LARGE || size <= RG_HEAP_MAX)
+        return NULL;
+    return rg_large_move_grow(ref->arena, ref->chunk, size);
+}
+
 bool rg_ref_resize(const struct rg_ref *ref, void *p, size_t size)
 {
     switch (ref->chunk->kind) {

@@ -86,6 +86,17 @@ enum rg_move rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_ch
     return moved;
 }
 
+bool rg_chunk_move_grow(struct rg_chunk *from, struct rg_chunk *to, size_t size)
+{
+    map_set(from, false); /* before the pages leave: see rg_chunk_move_tail */
+    if (!rg_os_move_grow(from, from->map_size, size, to)) {
+        map_set(from, true);
+        return false;
+    }
+    to->map_size = size;
+    return true;
+}
+
 void rg_chunk_unmap(struct rg_chunk *c)
 {
     map_set(c, false);

@@ -78,6 +78,12 @@ void rg_chunk_fork_release(void);
  * shrinks by size, or is gone (its bit cleared) when it moved whole. */
 enum rg_move rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_chunk *to,
                                 size_t to_off);
+/* Moves the whole mapping of chunk from (a live large block's: header and
+ * pages) onto to, a chunk from rg_chunk_map of size bytes, more than from
+ * has; the pages past from's are fresh.  to then holds from's header with
+ * map_size set to size, and from is gone (its bit cleared).  False, and
+ * nothing changed (to still mapped), when the kernel refuses. */
+bool rg_chunk_move_grow(struct rg_chunk *from, struct rg_chunk *to, size_t size);
 /* Unmaps a chunk from rg_chunk_map (or rg_chunk_alloc) for good. */
 void rg_chunk_unmap(struct rg_chunk *c);
 

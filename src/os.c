@@ -110,6 +110,11 @@ bool rg_os_grow(void *p, size_t old_size, size_t new_size)
     return mremap(p, old_size, new_size, 0) != MAP_FAILED;
 }
 
+bool rg_os_move_grow(void *from, size_t old_size, size_t new_size, void *to)
+{
+    return mremap(from, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
+}
+
 uint64_t rg_os_now_ms(void)
 {
     struct timespec ts;

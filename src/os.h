@@ -16,6 +16,12 @@ void rg_os_decommit(void *p, size_t size);
 /* Grows a mapping in place; false if the address space after it is taken
  * or [p, p + old_size) is more than one OS mapping. */
 bool rg_os_grow(void *p, size_t old_size, size_t new_size);
+/* Moves the mapping [from, from + old_size), one OS mapping, to to and
+ * grows it to new_size there (the rest reads as zero): no copy, no fault.
+ * [to, to + new_size) is replaced.  False, and nothing moved, when the
+ * kernel refuses (a range of several OS mappings among others): a resize
+ * by mremap either happens whole or not at all. */
+bool rg_os_move_grow(void *from, size_t old_size, size_t new_size, void *to);
 /* Moves the pages of [from, from + size) onto [to, to + size), which must
  * be mapped already (it is replaced): no copy, no fault, from is unmapped
  * afterwards.  The source may span several OS mappings where the kernel

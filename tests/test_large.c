@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "arena.h"
 #include "helpers.h"
@@ -173,6 +174,49 @@ Test(large, a_batch_allocated_again_is_kept_whole)
             regal_free(p[i]);
         cr_assert_eq(a->large_cache_count, round == 1 ? 32 : N, "after batch %d", round);
     }
+}
+
+/* A large block that cannot grow in place moves, pages and all, to a
+ * bigger mapping: nothing is copied, and no old mapping is left for the
+ * cache (a copy freed it there).  Growing a buffer by 4 KiB steps to
+ * 64 MiB used to copy it at every step: 668 s. */
+Test(large, a_block_that_cannot_grow_in_place_moves_its_pages)
+{
+    const size_t n = 8 * MiB;
+    uint8_t *p = regal_alloc(a, n);
+    cr_assert_not_null(p);
+    fill_pattern(p, n, 3);
+    struct rg_chunk *c = rg_chunk_of(p);
+    uint8_t *end = (uint8_t *)c + c->map_size;
+    void *guard = mmap(end, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+                       0); /* the pages after the block are taken */
+    cr_assert_eq(guard, (void *)end);
+    uint8_t *q = regal_realloc(a, p, n + 4096);
+    cr_assert_not_null(q);
+    cr_assert_neq(q, p, "grown in place over the guard page");
+    cr_assert(pattern_intact(q, n, 3));
+    cr_assert_eq(first_byte_not(q + n, 4096, 0), 4096, "the new page reads as zero");
+    cr_assert_eq(a->large_cache_count, 0, "the block was copied and its old mapping cached");
+    cr_assert_eq(regal_usable_size(q), rg_large_usable(rg_chunk_of(q)));
+    cr_assert_eq(regal_arena_check(a), 0);
+    munmap(guard, 4096);
+    regal_free(q);
+}
+
+/* Growth step by step through heap and large sizes keeps every byte. */
+Test(large, a_buffer_grown_step_by_step_keeps_its_bytes)
+{
+    uint8_t *p = NULL;
+    size_t have = 0;
+    for (size_t n = 64 * KiB; n <= 24 * MiB; n += 192 * KiB + 16) {
+        p = regal_realloc(a, p, n);
+        cr_assert_not_null(p);
+        cr_assert(pattern_intact(p, have, 5), "at %zu bytes", n);
+        fill_pattern(p, n, 5);
+        have = n;
+    }
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_free(p);
 }
 
 /* A cached mapping holds only the pages of a freed block: a free of that
