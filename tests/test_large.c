@@ -246,6 +246,39 @@ Test(large, only_a_freed_blocks_pointer_reads_as_a_double_free)
     regal_free(small);
 }
 
+/* A block aligned to two pages or more has an untouched gap after its
+ * header page.  Freed, its pages move behind a new header into the cache,
+ * and the next such block takes them: before, its mapping was unmapped and
+ * every page faulted in again (2000 rounds of 2 MiB aligned to 2 MiB:
+ * 2.39 s, mimalloc 0.018). */
+Test(large, the_pages_of_an_aligned_block_are_cached)
+{
+    const size_t n = 2 * MiB;
+    uint8_t *p = regal_aligned_alloc(a, 2 * MiB, n);
+    cr_assert_not_null(p);
+    cr_assert_eq((uintptr_t)p % (2 * MiB), 0);
+    memset(p, 4, n);
+    regal_free(p);
+    cr_assert_eq(a->large_cache_count, 1, "the aligned block's pages were unmapped");
+    cr_assert_eq(regal_arena_check(a), 0);
+    uint8_t *q = regal_aligned_alloc(a, 1 * MiB, n);
+    cr_assert_not_null(q);
+    cr_assert_eq((uintptr_t)q % MiB, 0);
+    cr_assert_leq(a->large_cache_bytes, 4096, "the cache kept more than the old header page");
+    cr_assert_eq(resident_pages(q, n), n / 4096, "the pages came from the cache");
+    cr_assert_eq(regal_arena_check(a), 0);
+
+    /* The freed block's pointer is gone with its old mapping: a second free
+     * is reported (as an invalid free now) and changes nothing. */
+    regal_free(q);
+    error_log log;
+    error_log_install(&log);
+    regal_free(q);
+    error_log_remove();
+    cr_assert_eq(log.count, 1);
+    cr_assert_eq(regal_arena_check(a), 0);
+}
+
 /* Pointers into a large block past its first chunk, whose chunk header
  * would be user data, are invalid frees found from the chunk map alone. */
 Test(large, interior_pointers_past_the_first_chunk_are_invalid_frees)
