@@ -26,7 +26,8 @@ void rg_large_zero(struct rg_chunk *c);
 /* Bytes of the mapping counted as committed (see large.c). */
 size_t rg_large_committed(const struct rg_chunk *c);
 void rg_large_free(struct regal_arena *a, struct rg_chunk *c);
-/* Resizes in place (shrinking gives pages back); false if it cannot. */
+/* Resizes in place (shrinking gives pages back); false if it cannot, or
+ * if a copy is cheaper (see large.c). */
 bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size);
 /* Grows live block c to hold size bytes by moving its mapping, pages and
  * all, to a bigger one (after rg_large_resize failed): the block's new

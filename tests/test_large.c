@@ -203,6 +203,28 @@ Test(large, a_block_that_cannot_grow_in_place_moves_its_pages)
     regal_free(q);
 }
 
+/* A block shrunk to half or less and grown again takes resident pages
+ * from the cache, not fresh ones: shrinking moves it and leaves its old
+ * mapping to the cache, and growing moves it into that mapping (a buffer
+ * shrunk and grown in turn faulted its tail in again every time: 3.45 s,
+ * mimalloc 0.24). */
+Test(large, a_block_shrunk_and_grown_again_reuses_its_pages)
+{
+    const size_t big = 8 * MiB, small = 3 * MiB;
+    uint8_t *p = alloc_filled(big, 7);
+    fill_pattern(p, small, 8);
+    uint8_t *q = regal_realloc(a, p, small);
+    cr_assert_not_null(q);
+    cr_assert(pattern_intact(q, small, 8));
+    cr_assert_geq(a->large_cache_bytes, big, "the old mapping went to the OS");
+    uint8_t *r = regal_realloc(a, q, big);
+    cr_assert_not_null(r);
+    cr_assert(pattern_intact(r, small, 8));
+    cr_assert_eq(resident_pages(r, big), pages_of(r, big), "the grown block has fresh pages");
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_free(r);
+}
+
 /* Growth step by step through heap and large sizes keeps every byte. */
 Test(large, a_buffer_grown_step_by_step_keeps_its_bytes)
 {
