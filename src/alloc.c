@@ -523,16 +523,12 @@ void *regal_realloc(regal_arena *a, void *p, size_t size)
         return NULL;
     }
     size_t old = rg_ref_usable(&ref, p);
-    if (from == a && rg_ref_resize(&ref, p, size)) {
-        rg_stats_resize(a, old, rg_ref_usable(&ref, p), size);
+    void *kept = from == a ? rg_ref_resize(&ref, p, size) : NULL;
+    if (kept != NULL) { /* in place, or its pages moved: not a copy */
+        ref.chunk = rg_chunk_of(kept);
+        rg_stats_resize(a, old, rg_ref_usable(&ref, kept), size);
         rg_arena_unlock(a);
-        return p;
-    }
-    void *moved = from == a ? rg_ref_move_grow(&ref, size) : NULL;
-    if (moved != NULL) { /* the same block at a new address, not a copy */
-        rg_stats_resize(a, old, rg_large_usable(rg_chunk_of(moved)), size);
-        rg_arena_unlock(a);
-        return moved;
+        return kept;
     }
     return realloc_move(a, from, &ref, p, old, size);
 }

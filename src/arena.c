@@ -578,26 +578,23 @@ void rg_ref_free(const struct rg_ref *ref, void *p)
     }
 }
 
-void *rg_ref_move_grow(const struct rg_ref *ref, size_t size)
+void *rg_ref_resize(const struct rg_ref *ref, void *p, size_t size)
 {
-    if (ref->chunk->kind != RG_CHUNK_LARGE || size <= RG_HEAP_MAX)
-        return NULL;
-    return rg_large_move_grow(ref->arena, ref->chunk, size);
-}
-
-bool rg_ref_resize(const struct rg_ref *ref, void *p, size_t size)
-{
+    bool kept;
     switch (ref->chunk->kind) {
     case RG_CHUNK_PAGES:
         /* In place while the size keeps its class (pool objects never move
          * between pages: they are resized like class blocks of their slot). */
         if (ref->page->kind == RG_PAGE_CLASS)
-            return size <= RG_SMALL_MAX &&
-                   rg_class_size[rg_size_class(size)] == ref->page->slot_size;
-        return size <= ref->page->slot_size;
+            kept =
+                size <= RG_SMALL_MAX && rg_class_size[rg_size_class(size)] == ref->page->slot_size;
+        else
+            kept = size <= ref->page->slot_size;
+        return kept ? p : NULL;
     case RG_CHUNK_HEAP:
-        return size > RG_SMALL_MAX && size <= RG_HEAP_MAX && rg_heap_resize(ref->arena, p, size);
+        kept = size > RG_SMALL_MAX && size <= RG_HEAP_MAX && rg_heap_resize(ref->arena, p, size);
+        return kept ? p : NULL;
     default:
-        return size > RG_HEAP_MAX && rg_large_resize(ref->arena, ref->chunk, size);
+        return size > RG_HEAP_MAX ? rg_large_resize(ref->arena, ref->chunk, size) : NULL;
     }
 }

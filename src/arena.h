@@ -192,11 +192,9 @@ struct rg_ref {
 enum rg_ref_status rg_ref_resolve(struct rg_chunk *c, const void *p, struct rg_ref *ref);
 size_t rg_ref_usable(const struct rg_ref *ref, const void *p);
 void rg_ref_free(const struct rg_ref *ref, void *p);
-/* Resizes in place; false if the block must move. */
-bool rg_ref_resize(const struct rg_ref *ref, void *p, size_t size);
-/* Grows a large block by moving its pages to a new address (after
- * rg_ref_resize failed): its new pointer, or NULL if it must be copied. */
-void *rg_ref_move_grow(const struct rg_ref *ref, size_t size);
+/* Resizes p to size bytes without copying it: p, or the new address of a
+ * large block whose pages moved; NULL if the block must be copied. */
+void *rg_ref_resize(const struct rg_ref *ref, void *p, size_t size);
 
 /* The block API without the Valgrind mode (alloc.c), for track.c. */
 void *rg_alloc_checked(regal_arena *a, size_t size, size_t align);

@@ -426,60 +426,55 @@ static bool cache_serves(struct regal_arena *a, size_t size)
     return c != NULL && c->map_size - need < need;
 }
 
-bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size)
-{
-    size_t offset = (size_t)(lg(c)->ptr - (uint8_t *)c);
-    size_t need = rg_align_up(offset + size, rg_os_page_size());
-    if (need < size)
-        return false;
-    if (need <= c->map_size) {
-        if (need > c->map_size / 2)
-            return true;
-        if (size <= SHRINK_BY_COPY_MAX)
-            return false;
-        shrink(a, c, need);
-        return true;
-    }
-    if (cache_serves(a, size))
-        return false;
-    if (!rg_arena_commit_bytes(a, need - c->map_size))
-        return false;
-    if (!rg_os_grow(c, c->map_size, need)) {
-        rg_arena_uncommit(a, need - c->map_size);
-        return false;
-    }
-    c->map_size = need;
-    return true;
-}
-
 /* A program that grows one buffer a little at a time past the heap's
  * sizes (a log, a string builder, a vector grown by a constant) would
  * otherwise copy it at every realloc: the address space after a large
- * mapping is mostly taken (chunks are mapped below the last one), so
- * rg_large_resize rarely grows it in place.  Growing by 4 KiB steps to
- * 64 MiB took 668 s (glibc, whose mremap moves the pages: 0.09). */
-void *rg_large_move_grow(struct regal_arena *a, struct rg_chunk *c, size_t size)
+ * mapping is mostly taken (chunks are mapped below the last one), so it
+ * rarely grows in place.  Growing by 4 KiB steps to 64 MiB took 668 s
+ * (glibc, whose mremap moves the pages: 0.09).  So the whole mapping moves
+ * to one of need bytes (committed by the caller); the block's new pointer,
+ * or NULL with nothing changed. */
+static void *move_grow(struct regal_arena *a, struct rg_chunk *c, size_t need)
 {
-    size_t offset = (size_t)(lg(c)->ptr - (uint8_t *)c), old = c->map_size;
-    size_t need = rg_align_up(offset + size, rg_os_page_size());
-    if (need < size || need <= old || cache_serves(a, size) ||
-        !rg_arena_commit_bytes(a, need - old))
-        return NULL;
+    size_t offset = (size_t)(lg(c)->ptr - (uint8_t *)c);
     struct rg_chunk *to = rg_chunk_map(need, RG_CHUNK_SIZE, 0);
-    if (to == NULL) {
-        rg_arena_uncommit(a, need - old);
+    if (to == NULL)
         return NULL;
-    }
     list_remove(&a->large, c); /* its links move with it */
     if (!rg_chunk_move_grow(c, to, need)) {
         list_push(&a->large, c);
         rg_chunk_unmap(to);
-        rg_arena_uncommit(a, need - old);
         return NULL;
     }
     lg(to)->ptr = (uint8_t *)to + offset;
     list_push(&a->large, to);
     return lg(to)->ptr;
+}
+
+void *rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size)
+{
+    size_t offset = (size_t)(lg(c)->ptr - (uint8_t *)c), old = c->map_size;
+    size_t need = rg_align_up(offset + size, rg_os_page_size());
+    if (need < size)
+        return NULL;
+    if (need <= old) {
+        if (need > old / 2)
+            return lg(c)->ptr;
+        if (size <= SHRINK_BY_COPY_MAX)
+            return NULL;
+        shrink(a, c, need);
+        return lg(c)->ptr;
+    }
+    if (cache_serves(a, size) || !rg_arena_commit_bytes(a, need - old))
+        return NULL;
+    if (rg_os_grow(c, old, need)) {
+        c->map_size = need;
+        return lg(c)->ptr;
+    }
+    void *moved = move_grow(a, c, need);
+    if (moved == NULL)
+        rg_arena_uncommit(a, need - old);
+    return moved;
 }
 
 size_t rg_large_flush_cache(struct regal_arena *a)

@@ -26,13 +26,11 @@ void rg_large_zero(struct rg_chunk *c);
 /* Bytes of the mapping counted as committed (see large.c). */
 size_t rg_large_committed(const struct rg_chunk *c);
 void rg_large_free(struct regal_arena *a, struct rg_chunk *c);
-/* Resizes in place (shrinking gives pages back); false if it cannot, or
- * if a copy is cheaper (see large.c). */
-bool rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size);
-/* Grows live block c to hold size bytes by moving its mapping, pages and
- * all, to a bigger one (after rg_large_resize failed): the block's new
- * pointer, or NULL with nothing changed. */
-void *rg_large_move_grow(struct regal_arena *a, struct rg_chunk *c, size_t size);
+/* Resizes the live block of c to size bytes without copying it: its
+ * pointer, in place (shrinking gives pages back) or at a new address when
+ * its pages moved to a bigger mapping; NULL if it must be copied, or if a
+ * copy is cheaper (see large.c). */
+void *rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size);
 /* Releases every cached mapping; bytes released. */
 size_t rg_large_flush_cache(struct regal_arena *a);
 /* Calls fn for every live large block. */
