@@ -11,7 +11,8 @@
  *  1. mapped == sum over chunks of their committed granules * RG_GRANULE
  *     + sum over large mappings (live and cached) of rg_large_committed.
  *  2. limit == 0 or mapped <= limit.
- *  3. Every chunk on pages/heaps/large lists has arena == this arena.
+ *  3. Every chunk on pages/heaps/large lists has arena == this arena and
+ *     tracked == rg_arena_tracked(this arena) (fast.h reads it there).
  *  4. dirty == committed bytes of free spans and of pages at or above top
  *     (pages chunks) + committed bytes of the pages inside free heap blocks
  *     + large_cache_bytes (rg_purge_count_dirty; purge.c).
@@ -137,7 +138,7 @@ struct rg_chunk *rg_arena_add_chunk(regal_arena *a, enum rg_chunk_kind kind)
     size_t meta = chunk_meta_bytes(kind);
     if (!rg_arena_commit_bytes(a, meta))
         return NULL;
-    struct rg_chunk *c = rg_chunk_alloc(a, kind);
+    struct rg_chunk *c = rg_chunk_alloc(a, kind, rg_arena_tracked(a));
     if (c == NULL) {
         rg_arena_uncommit(a, meta);
         return NULL;
@@ -297,7 +298,10 @@ static void lock_init(pthread_mutex_t *lock)
 
 static regal_arena *arena_new(const regal_arena_config *cfg)
 {
-    struct rg_chunk *home = rg_chunk_alloc(NULL, RG_CHUNK_PAGES);
+    unsigned flags = cfg ? cfg->flags : 0;
+    if ((flags & REGAL_ARENA_DEBUG) || rg_vg())
+        flags |= RG_ARENA_TRACKED;
+    struct rg_chunk *home = rg_chunk_alloc(NULL, RG_CHUNK_PAGES, (flags & RG_ARENA_TRACKED) != 0);
     if (home == NULL) {
         errno = ENOMEM;
         return NULL;
@@ -309,9 +313,7 @@ static regal_arena *arena_new(const regal_arena_config *cfg)
     rg_pages_chunk_init(home);
     rg_chunk_set_committed(home, 0, chunk_meta_bytes(RG_CHUNK_PAGES));
     a->magic = RG_ARENA_MAGIC;
-    a->flags = cfg ? cfg->flags : 0;
-    if ((a->flags & REGAL_ARENA_DEBUG) || rg_vg())
-        a->flags |= RG_ARENA_TRACKED;
+    a->flags = flags;
     a->limit = cfg ? cfg->limit : 0;
     if (cfg && cfg->name)
         strncpy(a->name, cfg->name, RG_NAME_MAX - 1);

@@ -60,6 +60,12 @@ static bool theap_is_valid(struct rg_theap *h)
     return true;
 }
 
+bool rg_chunk_header_is_valid(const struct rg_chunk *c, regal_arena *a, enum rg_chunk_kind kind)
+{
+    return c->magic == RG_CHUNK_MAGIC && c->kind == kind && c->arena == a &&
+           c->tracked == rg_arena_tracked(a);
+}
+
 /* The slots of a span another thread's theap owns change with no lock:
  * only its structure (guarded by the lock) is checked here, its slots when
  * that thread checks or exits. */
@@ -72,7 +78,7 @@ static bool is_checkable(const struct rg_page *pg)
 static bool pages_are_valid(regal_arena *a, size_t *committed)
 {
     for (struct rg_chunk *c = a->pages; c != NULL; c = c->next) {
-        if (c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_PAGES || c->arena != a)
+        if (!rg_chunk_header_is_valid(c, a, RG_CHUNK_PAGES))
             return rg_check_fail(c, "pages chunk %p: bad header (arena.c invariant 3)", (void *)c);
         struct rg_pages_chunk *pc = (struct rg_pages_chunk *)c;
         uint32_t spans = 0;
@@ -110,8 +116,7 @@ static bool large_is_valid(regal_arena *a, struct rg_chunk *list, uint32_t live,
 {
     for (struct rg_chunk *c = list; c != NULL; c = c->next) {
         const struct rg_large *l = (const struct rg_large *)c;
-        if (c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_LARGE || c->arena != a ||
-            l->live != live)
+        if (!rg_chunk_header_is_valid(c, a, RG_CHUNK_LARGE) || l->live != live)
             return rg_check_fail(c, "large block %p: bad header (large.c invariant 1)", (void *)c);
         *mapped += rg_large_committed(c);
     }
@@ -131,10 +136,16 @@ int regal_arena_check(regal_arena *a)
     if (pages_are_valid(a, &mapped) && rg_heap_check(a) == 0 &&
         large_is_valid(a, a->large, 1, &mapped) && large_is_valid(a, a->large_cache, 0, &mapped) &&
         rg_handle_is_valid(a, &mapped)) {
-        for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next)
+        const struct rg_chunk *bad = NULL;
+        for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next) {
             mapped += rg_chunk_committed(c);
+            if (!rg_chunk_header_is_valid(c, a, RG_CHUNK_HEAP))
+                bad = c;
+        }
         size_t dirty = rg_purge_count_dirty(a);
-        if (mapped != a->mapped)
+        if (bad != NULL)
+            rg_check_fail(bad, "heap chunk %p: bad header (arena.c invariant 3)", (const void *)bad);
+        else if (mapped != a->mapped)
             rg_check_fail(a, "mapped %zu but chunks commit %zu (arena.c invariant 1)", a->mapped,
                           mapped);
         else if (dirty != a->dirty)

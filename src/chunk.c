@@ -103,7 +103,7 @@ void rg_chunk_unmap(struct rg_chunk *c)
     rg_os_unmap(c, c->map_size);
 }
 
-struct rg_chunk *rg_chunk_alloc(struct regal_arena *a, enum rg_chunk_kind kind)
+struct rg_chunk *rg_chunk_alloc(struct regal_arena *a, enum rg_chunk_kind kind, bool tracked)
 {
     struct rg_chunk *c = NULL;
     pthread_mutex_lock(&cache_lock);
@@ -116,6 +116,7 @@ struct rg_chunk *rg_chunk_alloc(struct regal_arena *a, enum rg_chunk_kind kind)
         return NULL;
     c->magic = RG_CHUNK_MAGIC;
     c->kind = kind;
+    c->tracked = tracked;
     c->arena = a;
     c->next = c->prev = NULL;
     c->map_size = RG_CHUNK_SIZE;

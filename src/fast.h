@@ -15,16 +15,21 @@
  * untracked arena, c being rg_chunk_of(p).  A tracked arena's metadata is
  * NOACCESS under memcheck: not read.  NULL fails the chunk-map test (its
  * chunk would be the last of the address space).  A macro: with ck a
- * constant in the expression, gcc tests magic and kind in one 64-bit
- * compare (an inline function's parameter costs one instruction more). */
-#define RG_IN_UNTRACKED_CHUNK(p, c, ck) (RG_IN_CHUNK(p, c, ck) && !rg_arena_tracked((c)->arena))
+ * constant in the expression, gcc tests magic, kind and tracked in one
+ * 64-bit compare (an inline function's parameter costs one instruction
+ * more), with no read of the arena, whose line other threads' locks
+ * write. */
+#define RG_IN_UNTRACKED_CHUNK(p, c, ck)                                                            \
+    (RG_IN_MAP(p) && rg_chunk_tag(c) == RG_CHUNK_TAG(ck, 0))
 
 /* The same for a chunk of any arena: for a caller that already knows the
  * arena it expects is untracked (never under memcheck, where all are) and
  * checks that what it finds belongs to it. */
 #define RG_IN_CHUNK(p, c, ck)                                                                      \
-    ((RG_CHECKS ? rg_chunk_is_mapped(p) : (p) != NULL) && (c)->magic == RG_CHUNK_MAGIC &&          \
-     (c)->kind == (ck))
+    (RG_IN_MAP(p) && (rg_chunk_tag(c) & RG_CHUNK_TAG_KIND_MASK) == RG_CHUNK_TAG(ck, 0))
+
+/* Whether p's chunk may be read (without the checks, trusted unless NULL). */
+#define RG_IN_MAP(p) (RG_CHECKS ? rg_chunk_is_mapped(p) : (p) != NULL)
 
 /* The span of p if p (any pointer) is a slot boundary, live or not, of a
  * span of kind, *slot its index; else NULL.  With any_arena false (a
@@ -36,8 +41,8 @@ RG_INLINE struct rg_page *rg_span_slot(const void *p, enum rg_page_kind kind, bo
                                        uint32_t *slot)
 {
     struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_UNLIKELY(!RG_IN_CHUNK(p, c, RG_CHUNK_PAGES) ||
-                    (!any_arena && rg_arena_tracked(c->arena))))
+    if (RG_UNLIKELY(any_arena ? !RG_IN_CHUNK(p, c, RG_CHUNK_PAGES)
+                              : !RG_IN_UNTRACKED_CHUNK(p, c, RG_CHUNK_PAGES)))
         return NULL;
     return rg_page_slot_at(c, (void *)p, kind, slot);
 }

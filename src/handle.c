@@ -211,7 +211,7 @@ static struct rg_chunk *chunk_new(regal_arena *a, enum role role)
 {
     if (!rg_arena_commit_bytes(a, RG_GRANULE))
         return NULL;
-    struct rg_chunk *c = rg_chunk_alloc(a, RG_CHUNK_HANDLE);
+    struct rg_chunk *c = rg_chunk_alloc(a, RG_CHUNK_HANDLE, rg_arena_tracked(a));
     if (c == NULL) {
         rg_arena_uncommit(a, RG_GRANULE);
         return NULL;
@@ -465,6 +465,7 @@ static uint8_t *huge_alloc(regal_arena *a, size_t request, uint32_t slot)
     rg_vg_defined(c, sizeof *c);
     c->magic = RG_CHUNK_MAGIC;
     c->kind = RG_CHUNK_HANDLE;
+    c->tracked = rg_arena_tracked(a);
     c->arena = a;
     hc(c)->role = ROLE_HUGE;
     hc(c)->slot = slot;
@@ -908,8 +909,7 @@ bool rg_handle_contains(const void *p)
 
 static bool chunk_is_valid(regal_arena *a, struct rg_chunk *c, enum role role)
 {
-    if (c->magic != RG_CHUNK_MAGIC || c->kind != RG_CHUNK_HANDLE || c->arena != a ||
-        hc(c)->role != role)
+    if (!rg_chunk_header_is_valid(c, a, RG_CHUNK_HANDLE) || hc(c)->role != role)
         return rg_check_fail(c, "handle chunk %p: bad header (arena.c invariant 3)", (void *)c);
     return true;
 }

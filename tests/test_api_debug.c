@@ -160,6 +160,25 @@ Test(debug, blocks_keep_their_contract)
     regal_arena_destroy(a);
 }
 
+/* The fast paths of free tell a tracked block by its chunk alone (the
+ * chunk's copy of the arena's tracking), so chunks of every kind carry it,
+ * which the arena check verifies (an overrun at the free of blocks of
+ * every path is the test above). */
+Test(debug, chunks_of_every_kind_are_tagged_tracked)
+{
+    void *p[] = {regal_alloc(a, 40), regal_alloc(a, 20000), regal_alloc(a, 3 << 20)};
+    regal_handle h = regal_handle_alloc(a, 100), huge = regal_handle_alloc(a, 3 << 20);
+    cr_assert(p[0] && p[1] && p[2] && h && huge);
+    cr_assert_eq(regal_arena_check(a), 0);
+    cr_assert_eq(seen.count, 0);
+    for (size_t i = 0; i < ARRAY_LEN(p); i++)
+        regal_free(p[i]);
+    regal_handle_free(a, h);
+    regal_handle_free(a, huge);
+    cr_assert_eq(seen.count, 0);
+    regal_arena_destroy(a);
+}
+
 /* One call site for every block it makes, however the caller's loop is
  * compiled. */
 static __attribute__((noinline)) void *make(size_t size)
