@@ -22,19 +22,19 @@
  * it until destroy: the arena pointer is the chunk's address (a start
  * pointer for Valgrind's leak checker, see vg.h). */
 struct regal_arena {
-    struct rg_pages_chunk home;   /* must stay first */
-    uint32_t magic;               /* RG_ARENA_MAGIC while alive */
-    uint32_t single;              /* RG_SINGLE_MAGIC while alive, single-thread, untracked */
-    unsigned flags;               /* REGAL_ARENA_* */
-    bool is_default;              /* regal_default_arena(): never destroyed */
-    char name[RG_NAME_MAX];       /* "" when unnamed */
-    size_t limit;                 /* 0 = none */
-    /* The lock starts a cache line: the fields above are read by every
-     * thread's fast paths (single, flags), those below are written under
-     * the lock, and a lock taken by one thread would otherwise evict the
-     * line the others read. */
-    pthread_mutex_t lock __attribute__((aligned(64))); /* unused with REGAL_ARENA_SINGLE_THREAD */
-    size_t mapped; /* committed bytes, checked against limit */
+    struct rg_pages_chunk home; /* must stay first */
+    uint32_t magic;             /* RG_ARENA_MAGIC while alive */
+    uint32_t single;            /* RG_SINGLE_MAGIC while alive, single-thread, untracked */
+    unsigned flags;             /* REGAL_ARENA_* */
+    bool is_default;            /* regal_default_arena(): never destroyed */
+    char name[RG_NAME_MAX];     /* "" when unnamed */
+    size_t limit;               /* 0 = none */
+    /* The lock (unused with REGAL_ARENA_SINGLE_THREAD) starts a cache
+     * line: the fields above are read by every thread's fast paths
+     * (single, flags), those below are written under the lock, and a lock
+     * taken by one thread would otherwise evict the line the others read. */
+    pthread_mutex_t lock __attribute__((aligned(64)));
+    size_t mapped;                /* committed bytes, checked against limit */
     struct rg_chunk *pages;       /* pages chunks, home first */
     struct rg_chunk *heaps;       /* heap chunks */
     struct rg_chunk *large;       /* live large blocks */

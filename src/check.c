@@ -144,7 +144,8 @@ int regal_arena_check(regal_arena *a)
         }
         size_t dirty = rg_purge_count_dirty(a);
         if (bad != NULL)
-            rg_check_fail(bad, "heap chunk %p: bad header (arena.c invariant 3)", (const void *)bad);
+            rg_check_fail(bad, "heap chunk %p: bad header (arena.c invariant 3)",
+                          (const void *)bad);
         else if (mapped != a->mapped)
             rg_check_fail(a, "mapped %zu but chunks commit %zu (arena.c invariant 1)", a->mapped,
                           mapped);

@@ -19,8 +19,7 @@
  * 64-bit compare (an inline function's parameter costs one instruction
  * more), with no read of the arena, whose line other threads' locks
  * write. */
-#define RG_IN_UNTRACKED_CHUNK(p, c, ck)                                                            \
-    (RG_IN_MAP(p) && rg_chunk_tag(c) == RG_CHUNK_TAG(ck, 0))
+#define RG_IN_UNTRACKED_CHUNK(p, c, ck) (RG_IN_MAP(p) && rg_chunk_tag(c) == RG_CHUNK_TAG(ck, 0))
 
 /* The same for a chunk of any arena: for a caller that already knows the
  * arena it expects is untracked (never under memcheck, where all are) and
