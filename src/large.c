@@ -7,13 +7,15 @@
  * Invariants:
  *  1. A live block is on the arena's large list with live == 1; a cached
  *     mapping on the cache list with live == 0 and ptr the pointer of the
- *     block freed there, or the mapping's start (which no pointer into it
- *     equals) when that block's pages moved into it (close_gap): the cache
- *     holds nothing else, so that only a freed block's pointer reads as a
- *     double free; both count rg_large_committed() in
- *     the arena's mapped bytes: the mapping less the pages between the
- *     header and the user pointer that an over-aligned block never touches.
- *  2. Cached mappings have no such gap.
+ *     block freed there, so that a second free of it reads as a double
+ *     free; both count rg_large_committed() in the arena's mapped bytes:
+ *     the mapping less its gap, the pages between the header's and the
+ *     user pointer's that a block aligned to two OS pages or more never
+ *     touches.
+ *  2. large_cache_bytes is the sum of the cached mappings'
+ *     rg_large_committed() (their dirty bytes); a cached mapping's tail,
+ *     the pages past its gap (all of it when it has none), is what can
+ *     move into another mapping.
  *  3. cache_count <= cache_slots() and cache_bytes <= cache_cap() when a
  *     mapping enters the cache.
  *
@@ -21,9 +23,11 @@
  * moves pages from one mapping to another without copying or faulting
  * them, so any cached page can serve any request.  A request takes the
  * smallest cached mapping that holds it, as it is, if less than twice its
- * size; otherwise it gets a new mapping of its exact size whose pages come
- * from the cache (the tail of the smallest cached mapping that holds the
- * rest, else the largest whole) and only the rest fresh from the OS.
+ * size and with the same gap (an aligned block takes the mapping of one
+ * freed with the same alignment: no system call); otherwise it gets a new
+ * mapping of its exact size whose pages come from the cache (the end of
+ * the smallest cached tail that holds the rest, else the largest tail
+ * whole) and only the rest fresh from the OS.
  * Fresh pages are committed only once the cache is empty, so the large
  * blocks and the cache together grow only when the blocks pass their
  * high-water mark (bench/large_churn: 204000 page faults and 0.55 s of
@@ -103,9 +107,24 @@ static size_t untouched(size_t offset)
     return down > page ? down - page : 0;
 }
 
+/* The gap of mapping c: bytes past its header page that its block never
+ * touches (0 for a block aligned to less than two OS pages). */
+static size_t gap_of(const struct rg_chunk *c)
+{
+    return untouched((size_t)(lg((struct rg_chunk *)c)->ptr - (uint8_t *)c));
+}
+
 size_t rg_large_committed(const struct rg_chunk *c)
 {
-    return c->map_size - untouched((size_t)(lg((struct rg_chunk *)c)->ptr - (uint8_t *)c));
+    return c->map_size - gap_of(c);
+}
+
+/* The bytes at the end of cached mapping c that may move into another
+ * mapping: all of it, or past the header page and the gap. */
+static size_t tail_of(const struct rg_chunk *c)
+{
+    size_t gap = gap_of(c);
+    return gap > 0 ? c->map_size - gap - rg_os_page_size() : c->map_size;
 }
 
 static void list_push(struct rg_chunk **head, struct rg_chunk *c)
@@ -136,7 +155,7 @@ static void release(struct regal_arena *a, struct rg_chunk *c)
 /* Unmaps c, a mapping the cache has no room for. */
 static void evict(struct regal_arena *a, struct rg_chunk *c)
 {
-    rg_purge_bound_released(a, c->map_size);
+    rg_purge_bound_released(a, rg_large_committed(c));
     release(a, c);
 }
 
@@ -145,16 +164,17 @@ static void cache_remove(struct regal_arena *a, struct rg_chunk *c)
 {
     list_remove(&a->large_cache, c);
     a->large_cache_count--;
-    a->large_cache_bytes -= c->map_size;
-    rg_arena_dirty_sub(a, c->map_size);
+    a->large_cache_bytes -= rg_large_committed(c);
+    rg_arena_dirty_sub(a, rg_large_committed(c));
 }
 
-/* The smallest cached mapping of at least need bytes (0: the smallest). */
+/* The cached mapping with the smallest tail of at least need bytes (0:
+ * the smallest). */
 static struct rg_chunk *cache_smallest(struct regal_arena *a, size_t need)
 {
     struct rg_chunk *best = NULL;
     for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
-        if (c->map_size >= need && (best == NULL || c->map_size < best->map_size))
+        if (tail_of(c) >= need && (best == NULL || tail_of(c) < tail_of(best)))
             best = c;
     return best;
 }
@@ -163,7 +183,7 @@ static struct rg_chunk *cache_largest(struct regal_arena *a)
 {
     struct rg_chunk *best = a->large_cache;
     for (struct rg_chunk *c = best; c != NULL; c = c->next)
-        if (c->map_size > best->map_size)
+        if (tail_of(c) > tail_of(best))
             best = c;
     return best;
 }
@@ -192,73 +212,46 @@ static void header_init(struct regal_arena *a, struct rg_chunk *c)
     lg(c)->dirty = 0;
 }
 
-/* The free mapping c of a block with a gap (aligned to two OS pages or
- * more), as a mapping the cache can keep (invariant 2): the block's pages
- * move behind a new header page, and the old header page and the gap,
- * never committed, are unmapped.  NULL, c unmapped, if they could not
- * move.  Before, such a mapping was unmapped at once and the next aligned
- * block faulted all its pages in again: posix_memalign of 2 MiB aligned to
- * 2 MiB, a write per page and free, 2000 times, took 1.51 s (mimalloc
- * 0.010). */
-static struct rg_chunk *close_gap(struct regal_arena *a, struct rg_chunk *c)
-{
-    size_t page = rg_os_page_size();
-    size_t tail = c->map_size - ((size_t)(lg(c)->ptr - (uint8_t *)c) & ~(page - 1));
-    struct rg_chunk *n = rg_chunk_map(page + tail, RG_CHUNK_SIZE, 0);
-    enum rg_move moved = n != NULL ? rg_chunk_move_tail(c, tail, n, page) : RG_MOVE_NONE;
-    if (moved != RG_MOVED) {
-        if (moved == RG_MOVE_LOST) /* c keeps its header page and gap */
-            rg_arena_uncommit(a, tail);
-        release(a, c);
-        if (n != NULL)
-            rg_chunk_unmap(n);
-        return NULL;
-    }
-    rg_chunk_unmap(c); /* n's header page is committed in place of c's */
-    header_init(a, n);
-    lg(n)->ptr = (uint8_t *)n; /* no block was freed there (invariant 1) */
-    return n;
-}
-
-/* Keeps the free mapping c for reuse as far as the cache has room, else
- * unmaps it.  Smaller cached mappings make room for it (one mapping
- * fewer); what still does not fit is cut off c. */
+/* Keeps the free mapping c, gap and all, for reuse as far as the cache
+ * has room, else unmaps it.  Mappings with smaller tails make room for it
+ * (one mapping fewer); what still does not fit is cut off c, or c is
+ * unmapped if it has a gap. */
 static void cache_put(struct regal_arena *a, struct rg_chunk *c)
 {
-    if (rg_large_committed(c) != c->map_size && (c = close_gap(a, c)) == NULL)
-        return;
-    size_t cap = cache_cap(a), slots = cache_slots(a);
+    size_t cap = cache_cap(a), slots = cache_slots(a), bytes = rg_large_committed(c);
     while (a->large_cache != NULL &&
-           (a->large_cache_count >= slots || a->large_cache_bytes + c->map_size > cap)) {
+           (a->large_cache_count >= slots || a->large_cache_bytes + bytes > cap)) {
         struct rg_chunk *s = cache_smallest(a, 0);
-        if (s->map_size >= c->map_size)
+        if (tail_of(s) >= tail_of(c))
             break;
         cache_remove(a, s);
         evict(a, s);
     }
     size_t room =
         a->large_cache_bytes < cap ? (cap - a->large_cache_bytes) & ~(rg_os_page_size() - 1) : 0;
-    if (a->large_cache_count >= slots || room == 0) {
+    if (a->large_cache_count >= slots || room == 0 || (room < bytes && gap_of(c) > 0)) {
         evict(a, c);
         return;
     }
-    if (room < c->map_size) {
-        rg_purge_bound_released(a, c->map_size - room);
+    if (room < bytes) {
+        rg_purge_bound_released(a, bytes - room);
         shrink(a, c, room);
     }
     list_push(&a->large_cache, c);
     a->large_cache_count++;
-    a->large_cache_bytes += c->map_size;
-    rg_arena_dirty_add(a, c->map_size);
+    a->large_cache_bytes += rg_large_committed(c);
+    rg_arena_dirty_add(a, rg_large_committed(c));
 }
 
-/* Moves the last size bytes of cached mapping from to offset off of the
- * new mapping to; false if they did not arrive (then, unless the kernel
- * refused before moving anything, they left the cache and are gone). */
+/* Moves the last size bytes (at most its tail) of cached mapping from to
+ * offset off of the new mapping to; false if they did not arrive (then,
+ * unless the kernel refused before moving anything, they left the cache
+ * and are gone).  A mapping with a gap whose whole tail left is unmapped:
+ * the rest is its header page and the gap. */
 static bool take_pages(struct regal_arena *a, struct rg_chunk *from, size_t size,
                        struct rg_chunk *to, size_t off)
 {
-    bool whole = size == from->map_size;
+    bool whole = size == from->map_size, emptied = size == tail_of(from);
     if (whole)
         list_remove(&a->large_cache, from); /* before its header moves away */
     enum rg_move moved = rg_chunk_move_tail(from, size, to, off);
@@ -272,6 +265,10 @@ static bool take_pages(struct regal_arena *a, struct rg_chunk *from, size_t size
     rg_arena_dirty_sub(a, size);
     if (moved == RG_MOVE_LOST)
         rg_arena_uncommit(a, size);
+    if (emptied && !whole) {
+        cache_remove(a, from);
+        release(a, from);
+    }
     return moved == RG_MOVED;
 }
 
@@ -287,7 +284,7 @@ static size_t fill(struct regal_arena *a, struct rg_chunk *c, size_t start, size
         struct rg_chunk *from = cache_smallest(a, rest);
         if (from == NULL)
             from = cache_largest(a);
-        size_t size = from->map_size < rest ? from->map_size : rest;
+        size_t size = tail_of(from) < rest ? tail_of(from) : rest;
         if (!take_pages(a, from, size, c, filled))
             break; /* a kernel before 6.17 moves one OS mapping at a time */
         filled += size;
@@ -295,16 +292,29 @@ static size_t fill(struct regal_arena *a, struct rg_chunk *c, size_t start, size
     return filled - start;
 }
 
-/* The smallest cached mapping that holds need bytes, as it is, if it is
- * less than twice as big: what it has past need stays with the block
- * (resident, but moving it would cost more). */
-static struct rg_chunk *cache_take(struct regal_arena *a, size_t need)
+/* Whether cached mapping c would take a block of alignment align in need
+ * bytes as it is: big enough, less than twice as big (what it has past
+ * need stays with the block, resident, but moving it would cost more),
+ * with the gap such a block leaves and, past a chunk's alignment, placed
+ * for it. */
+static bool takes(const struct rg_chunk *c, size_t need, size_t align)
 {
-    struct rg_chunk *c = cache_smallest(a, need);
-    if (c == NULL || c->map_size - need >= need)
-        return NULL;
-    cache_remove(a, c);
-    return c;
+    return c->map_size >= need && c->map_size - need < need &&
+           gap_of(c) == untouched(user_offset(align)) &&
+           ((uintptr_t)c + user_offset(align)) % align == 0;
+}
+
+/* The smallest cached mapping that takes such a block as it is, out of the
+ * cache; NULL if none does. */
+static struct rg_chunk *cache_take(struct regal_arena *a, size_t need, size_t align)
+{
+    struct rg_chunk *best = NULL;
+    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
+        if (takes(c, need, align) && (best == NULL || c->map_size < best->map_size))
+            best = c;
+    if (best != NULL)
+        cache_remove(a, best);
+    return best;
 }
 
 /* The offset of the first page a block of alignment align uses past its
@@ -347,7 +357,7 @@ void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align)
         return NULL;
     }
     struct rg_chunk *c;
-    if (untouched(user_offset(align)) == 0 && (c = cache_take(a, need)) != NULL)
+    if ((c = cache_take(a, need, align)) != NULL)
         lg(c)->dirty = c->map_size;
     else
         c = assemble(a, need, align);
@@ -423,8 +433,10 @@ void rg_large_free(struct regal_arena *a, struct rg_chunk *c)
 static bool cache_serves(struct regal_arena *a, size_t size)
 {
     size_t need = map_size_for(size, RG_ALIGN);
-    struct rg_chunk *c = need < size ? NULL : cache_smallest(a, need);
-    return c != NULL && c->map_size - need < need;
+    for (struct rg_chunk *c = a->large_cache; c != NULL && need >= size; c = c->next)
+        if (takes(c, need, RG_ALIGN))
+            return true;
+    return false;
 }
 
 /* A program that grows one buffer a little at a time past the heap's
