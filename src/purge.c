@@ -42,7 +42,8 @@
  * large blocks.  So what those bounds release is judged as fresh memory is
  * committed after it (rg_purge_judge): wasted if the bytes in use climb
  * back by half of it, and then keep_shift grows, doubling the floors of
- * the automatic cap and of the large cache; not wasted if as much was
+ * the automatic cap and of the large cache until the cap's holds what was
+ * released and what it kept (one wasted batch, however big); not wasted if as much was
  * committed fresh with no such climb.  Only the climb tells a program
  * that needs its memory again from one that keeps a small live set over
  * the holes of a big one (bench/frag): both commit fresh memory after the
@@ -135,10 +136,18 @@ void rg_purge_bound_released(regal_arena *a, size_t bytes)
 void rg_purge_judge(regal_arena *a)
 {
     if (rg_arena_in_use(a) >= a->bound_in_use + a->bound_released / 2) {
-        /* No bound releases anything once its floor passes the committed
-         * bytes, so the floors stay below twice their peak. */
-        if (a->keep_shift < KEEP_SHIFT_MAX)
+        /* The cap's floor doubles until it holds what the bounds released
+         * and what it kept: the batch, freed whole, stays under it.  One
+         * doubling per wasted purge took a batch of 8 times the cap four
+         * batches to learn, and each faulted it in again.  No bound
+         * releases anything once its floor passes the committed bytes, so
+         * the floors stay below twice their peak. */
+        size_t want = a->bound_released + rg_purge_scaled(a, RG_PURGE_CAP_MIN);
+        do
             a->keep_shift++;
+        while (a->keep_shift < KEEP_SHIFT_MAX && rg_purge_scaled(a, RG_PURGE_CAP_MIN) < want);
+        if (a->keep_shift > KEEP_SHIFT_MAX)
+            a->keep_shift = KEEP_SHIFT_MAX;
         a->bound_released = 0;
     } else if (a->fresh_total - a->bound_mark >= a->bound_released) {
         a->bound_released = 0;

@@ -192,6 +192,30 @@ Test(purge, a_batch_allocated_again_raises_the_auto_cap)
     cr_assert_gt(stats_of(a).dirty, RG_PURGE_CAP_MIN);
 }
 
+/* A batch of several times the cap raises it past the batch in one step:
+ * the cap doubled once per wasted purge, and a batch of 520 MiB of small
+ * blocks was purged and faulted in again four batches running. */
+#define BIG_BATCH 224 /* blocks of 1 MiB: 3.5 times RG_PURGE_CAP_MIN */
+static_assert(BIG_BATCH * MiB > 3 * RG_PURGE_CAP_MIN, "more than two doublings of the cap");
+
+Test(purge, a_big_batch_allocated_again_raises_the_cap_past_it_at_once)
+{
+    rg_purge_set(a, RG_PURGE_DELAY_OFF, RG_PURGE_CAP_AUTO);
+    void **p = malloc(BIG_BATCH * sizeof *p);
+    cr_assert_not_null(p);
+    batch(p, BIG_BATCH);
+    size_t purged = stats_of(a).purged;
+    cr_assert_gt(purged, 2 * RG_PURGE_CAP_MIN, "the first batch passes the cap: purged %zu",
+                 purged);
+    batch(p, BIG_BATCH); /* needed again: judged wasted */
+    cr_assert_geq(rg_purge_cap(a), BIG_BATCH * MiB, "cap %zu", rg_purge_cap(a));
+    purged = stats_of(a).purged;
+    batch(p, BIG_BATCH);
+    cr_assert_eq(stats_of(a).purged, purged, "the third batch purged %zu bytes",
+                 stats_of(a).purged - purged);
+    free(p);
+}
+
 /* A small live set over the holes of a big one commits fresh memory too,
  * but in_use does not climb back: the cap stays. */
 Test(purge, fresh_memory_under_a_small_live_set_leaves_the_cap)
