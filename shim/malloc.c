@@ -96,12 +96,32 @@ SHIM void free(void *p)
     free_slow(p);
 }
 
-SHIM void *calloc(size_t count, size_t size)
+/* What calloc's fast path does not serve: a tracked block for calloc's
+ * caller (site), or regal_calloc's answer (overflow included). */
+static RG_NOINLINE void *calloc_slow(size_t count, size_t size, const void *site)
 {
     size_t total;
     if (is_tracked() && !__builtin_mul_overflow(count, size, &total))
-        return tracked(total, RG_ALIGN, true);
+        return tracked_at(total, RG_ALIGN, true, site);
     return regal_calloc(arena(), count, size);
+}
+
+/* malloc's fast path and a clear of the slot (all of it, as regal_calloc
+ * clears a block's usable size): through regal_calloc, with its arena
+ * lookups, live and tracking tests, calloc(1, 64) and free cost 264
+ * instructions against malloc's 122 (mimalloc 139, glibc 259). */
+SHIM void *calloc(size_t count, size_t size)
+{
+    size_t total;
+    void *p = NULL;
+    if (RG_LIKELY(!__builtin_mul_overflow(count, size, &total)))
+        p = rg_alloc_fast_default(total);
+    if (RG_LIKELY(p != NULL))
+        return memset(p, 0, rg_class_size[rg_size_class_small(total)]);
+    /* Called, not jumped to: memcheck's allocation stacks keep calloc. */
+    p = calloc_slow(count, size, __builtin_return_address(0));
+    __asm__("" : "+r"(p));
+    return p;
 }
 
 SHIM void *realloc(void *p, size_t size)
