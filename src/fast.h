@@ -97,14 +97,35 @@ RG_INLINE void *rg_alloc_fast(regal_arena *a, size_t size)
     return rg_alloc_from(rg_theap_of(a), size);
 }
 
-/* The same in the default arena (the shim): the thread's theap of it, or
+/* The calling thread's theap of the default arena (the shim's), or NULL:
  * none before its first allocation, when tracked, or after a reset. */
-RG_INLINE void *rg_alloc_fast_default(size_t size)
+RG_INLINE struct rg_theap *rg_default_theap(void)
 {
     struct rg_theap *h = rg_tl.default_theap;
     if (RG_UNLIKELY(h == NULL || __atomic_load_n(&h->arena, __ATOMIC_RELAXED) == RG_ORPHAN))
         return NULL;
-    return rg_alloc_from(h, size);
+    return h;
+}
+
+/* A small block of the default arena, or NULL. */
+RG_INLINE void *rg_alloc_fast_default(size_t size)
+{
+    return rg_alloc_from(rg_default_theap(), size);
+}
+
+/* The same aligned to align, a power of two: from the first class from
+ * size's whose slots all are (spans start on a page boundary), as
+ * regal_aligned_alloc takes them (rg_aligned_class). */
+RG_INLINE void *rg_aligned_fast_default(size_t size, size_t align)
+{
+    struct rg_theap *h = rg_default_theap();
+    if (RG_UNLIKELY(h == NULL || size > RG_SMALL_MAX || align > RG_SMALL_MAX))
+        return NULL;
+    unsigned c = rg_size_class_small(size);
+    while (rg_class_size[c] & (align - 1))
+        if (++c == RG_CLASS_COUNT)
+            return NULL;
+    return rg_pageq_pop_fast(&h->classes[c], &h->st, size);
 }
 
 /* Frees p if it is a live slot of a class span owned by the caller's theap

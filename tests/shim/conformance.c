@@ -799,6 +799,36 @@ static bool posix_memalign_gives_aligned_blocks(void)
     return ok;
 }
 
+/* Many small aligned blocks live at once, freed in a mixed order and asked
+ * for again: every slot of a span, fresh or recycled, not only the one a
+ * block freed at once hands back, is aligned. */
+static bool many_live_aligned_blocks_are_aligned(void)
+{
+    bool ok = true;
+    enum { N = 200 };
+    static void *p[N];
+    static const size_t sizes[] = {1, 24, 100, 1000, 5000};
+    for (size_t al = 32; al <= 8192; al *= 2) {
+        for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+            for (int round = 0; round < 2; round++) {
+                for (int k = 0; k < N; k++) {
+                    if (round == 1 && k % 3 != 0)
+                        continue; /* the second round refills the holes */
+                    p[k] = NULL;
+                    int rc = posix_memalign(&p[k], opaque(al), opaque(sizes[i]));
+                    EXPECT(rc == 0 && is_aligned(p[k], al),
+                           "posix_memalign(%zu, %zu), block %d of round %d: %d, %p", al, sizes[i],
+                           k, round, rc, p[k]);
+                    seen(p[k]);
+                }
+                for (int k = 0; k < N; k += round == 0 ? 3 : 1)
+                    free(p[k]);
+            }
+        }
+    }
+    return ok;
+}
+
 static bool posix_memalign_rejects_bad_alignments(void)
 {
     bool ok = true;
@@ -1475,6 +1505,7 @@ static const struct {
      realloc_keeps_contents_when_growing_and_shrinking},
     {"realloc(p, 0) frees p and returns NULL", realloc_to_zero_frees_and_returns_null},
     {"posix_memalign gives aligned blocks (8 B .. 2 MiB)", posix_memalign_gives_aligned_blocks},
+    {"many live small aligned blocks are aligned", many_live_aligned_blocks_are_aligned},
     {"posix_memalign returns EINVAL for bad alignments and leaves *memptr alone",
      posix_memalign_rejects_bad_alignments},
     {"aligned_alloc gives aligned blocks (1 B .. 2 MiB)", aligned_alloc_gives_aligned_blocks},
