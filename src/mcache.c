@@ -75,7 +75,11 @@ void *rg_mcache_alloc(struct regal_arena *a, struct rg_mcache *m, size_t size, s
 }
 
 /* Gives the older half of every bin back to the heap, under the lock
- * taken bin by bin (mcache.h). */
+ * taken bin by bin (mcache.h).  The bin forgets the blocks before the
+ * unlock: a fork right after it would otherwise leave the child a cache
+ * that still lists blocks the heap has, and its flush (theap.c, for the
+ * threads the child lost) would free them twice: a free list with a cycle
+ * (tests/shim/stress.c, "fork while threads shed"). */
 static void shed_half(struct regal_arena *a, struct rg_mcache *m)
 {
     for (unsigned k = 0; k < RG_MCACHE_BINS; k++) {
@@ -88,10 +92,10 @@ static void shed_half(struct regal_arena *a, struct rg_mcache *m)
             m->bytes -= b->bsize[i];
             rg_heap_free(a, b->blocks[i]);
         }
-        rg_arena_unlock(a);
         b->count -= n;
         memmove(b->blocks, b->blocks + n, b->count * sizeof b->blocks[0]);
         memmove(b->bsize, b->bsize + n, b->count * sizeof b->bsize[0]);
+        rg_arena_unlock(a);
     }
 }
 

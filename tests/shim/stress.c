@@ -14,6 +14,10 @@
  *  4. fork() 50 times while 3 threads hammer malloc/free/realloc: each child
  *     mallocs, callocs, frees (and starts a thread) and exits 0; the parent
  *     waits at most 20 s per child.  A hang is reported, not waited for.
+ *     Then 200 times while the threads churn 8-64 KiB blocks only, which
+ *     their thread caches take and shed all the time: a fork just after a
+ *     shed gave the child a cache listing blocks the heap had already, and
+ *     the child freed them twice (a child in 70 or so died).
  *  5. malloc/free from pthread-key destructors, over every destructor round
  *     (after regal's own per-thread teardown), and from an atexit handler
  *     (a failure there turns the exit status non-zero).
@@ -409,7 +413,7 @@ static void producer_consumer_test(void)
 
 /* ---- 4. fork while other threads hammer malloc ----------------------------------- */
 
-enum { FORKS = 50, HAMMERS = 3, HAMMER_SLOTS = 256, FORK_TIMEOUT_S = 20 };
+enum { FORKS = 50, SHED_FORKS = 200, HAMMERS = 3, HAMMER_SLOTS = 256, FORK_TIMEOUT_S = 20 };
 
 static atomic_bool hammer_stop;
 static atomic_long hammer_errors, hammer_ops;
@@ -493,6 +497,29 @@ static void *hammer(void *arg)
     return NULL;
 }
 
+/* Frees and allocates 8-64 KiB blocks, the range of the thread caches
+ * (src/mcache.h), over few slots and with nothing else in the loop, so
+ * that the cache sheds blocks to the heap all the time. */
+static void *shedder(void *arg)
+{
+    uint64_t rng = 0x5eed0000u + (uint64_t)(uintptr_t)arg;
+    void *slot[64] = {0};
+    long ops = 0;
+    while (!atomic_load_explicit(&hammer_stop, memory_order_relaxed)) {
+        uint64_t r = rng_next(&rng);
+        size_t i = r % ARRAY_LEN(slot);
+        free(slot[i]);
+        slot[i] = malloc(8 * KiB + (r >> 20) % (56 * KiB));
+        if (!slot[i])
+            atomic_fetch_add(&hammer_errors, 1);
+        ops++;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(slot); i++)
+        free(slot[i]);
+    atomic_fetch_add(&hammer_ops, ops);
+    return NULL;
+}
+
 static void *child_thread(void *arg)
 {
     (void)arg;
@@ -532,6 +559,25 @@ static int child_main(void)
             return 5;
         free(q);
     }
+    /* Medium blocks, live together, then freed in a mixed order: a heap
+     * the fork left inconsistent hands out overlapping blocks or trips
+     * its assertions here. */
+    for (int round = 0; round < 4; round++) {
+        unsigned char *m[64];
+        for (size_t i = 0; i < ARRAY_LEN(m); i++) {
+            m[i] = malloc(8 * KiB + i * 900);
+            if (!m[i])
+                return 2;
+            memset(m[i], (int)i, 8 * KiB + i * 900);
+        }
+        for (size_t i = 0; i < ARRAY_LEN(m); i++)
+            if (m[i][0] != i || m[i][8 * KiB + i * 900 - 1] != i)
+                return 7;
+        for (size_t i = 0; i < ARRAY_LEN(m); i += 2)
+            free(m[i]);
+        for (size_t i = 1; i < ARRAY_LEN(m); i += 2)
+            free(m[i]);
+    }
     pthread_t t;
     void *ret = (void *)1;
     if (pthread_create(&t, NULL, child_thread, NULL) != 0 || pthread_join(t, &ret) != 0 || ret)
@@ -539,19 +585,23 @@ static int child_main(void)
     return 0;
 }
 
-static void fork_test(void)
+/* forks forks while HAMMERS threads run fn. */
+static void fork_test(const char *what, int forks, void *(*fn)(void *))
 {
+    atomic_store(&hammer_stop, false);
+    atomic_store(&hammer_errors, 0);
+    atomic_store(&hammer_ops, 0);
     pthread_t tid[HAMMERS];
     int hammers = 0;
     for (int i = 0; i < HAMMERS; i++)
-        if (pthread_create(&tid[hammers], NULL, hammer, (void *)(uintptr_t)i) == 0)
+        if (pthread_create(&tid[hammers], NULL, fn, (void *)(uintptr_t)i) == 0)
             hammers++;
     if (hammers != HAMMERS)
         diag("only %d of %d hammer threads started", hammers, HAMMERS);
     sleep_ns(50 * 1000000L); /* let them get going */
 
     int ok_children = 0, hung = 0, failed = 0;
-    for (int round = 0; round < FORKS && !hung; round++) {
+    for (int round = 0; round < forks && !hung; round++) {
         sleep_ns((1 + round % 5) * 1000000L); /* vary where the others are */
         fflush(stdout);
         fflush(stderr);
@@ -585,7 +635,7 @@ static void fork_test(void)
                 diag("fork %d: the child died of signal %d", round, WTERMSIG(status));
             else
                 diag("fork %d: the child exited %d (2 malloc, 3 calloc failed, 4 calloc not zero, "
-                     "5 realloc, 6 thread)",
+                     "5 realloc, 6 thread, 7 medium blocks overlap)",
                      round, WEXITSTATUS(status));
             failed++;
         } else {
@@ -597,16 +647,15 @@ static void fork_test(void)
         pthread_join(tid[i], NULL);
     if (hung)
         diag("stopped after the first hang: %d of %d forks done", ok_children + failed + hung,
-             FORKS);
-    tap(ok_children == FORKS,
-        "fork x%d while %d threads hammer malloc/free: every child allocates and exits 0 in time "
+             forks);
+    tap(ok_children == forks,
+        "fork x%d while %d threads %s: every child allocates and exits 0 in time "
         "(%d ok, %d failed, %d hung)",
-        FORKS, HAMMERS, ok_children, failed, hung);
+        forks, HAMMERS, what, ok_children, failed, hung);
     long errors = atomic_load(&hammer_errors);
-    diag("hammer threads: %ld operations", atomic_load(&hammer_ops));
+    diag("%s: %ld operations", what, atomic_load(&hammer_ops));
     tap(hammers == HAMMERS && errors == 0,
-        "hammer threads: allocations never failed and blocks stayed intact across forks (%ld "
-        "errors)",
+        "%s: allocations never failed and blocks stayed intact across forks (%ld errors)", what,
         errors);
 }
 
@@ -709,7 +758,7 @@ static void late_allocation_test(void)
 
 int main(void)
 {
-    printf("1..8\n");
+    printf("1..10\n");
     fflush(stdout);
     bool regal = runs_under_regal();
     tap(regal, "runs under regal (the default arena owns this program's blocks)");
@@ -721,8 +770,11 @@ int main(void)
     producer_consumer_test();
     double t2 = now_s();
     diag("producer/consumer took %.1f s", t2 - t1);
-    fork_test();
-    diag("fork test took %.1f s", now_s() - t2);
+    fork_test("hammer malloc/free", FORKS, hammer);
+    double t3 = now_s();
+    diag("fork test took %.1f s", t3 - t2);
+    fork_test("churn and shed 8-64 KiB blocks", SHED_FORKS, shedder);
+    diag("fork test with medium blocks took %.1f s", now_s() - t3);
     late_allocation_test();
 
     bool consistent =
