@@ -619,9 +619,15 @@ static bool block_is_valid(struct rg_heap *h, struct rg_hblock *b, bool prev_fre
         return rg_check_fail(b, "heap block %p: footer disagrees (invariant 4)", (void *)b);
     unsigned f, sl;
     mapping(s, &f, &sl);
-    struct rg_hblock *l = h->heads[f][sl];
-    while (l != NULL && l != b)
+    /* A corrupt list may have a cycle without b: the walk reports it
+     * (a second pointer at half speed meets the first) rather than spin. */
+    struct rg_hblock *l = h->heads[f][sl], *half = l;
+    for (bool move = false; l != NULL && l != b; move = !move) {
         l = l->next_free;
+        half = move ? half->next_free : half;
+        if (l == half && l != NULL)
+            return rg_check_fail(b, "heap: list %u.%u has a cycle (invariant 5)", f, sl);
+    }
     if (l == NULL)
         return rg_check_fail(b, "heap block %p: free but not on its list (invariant 5)", (void *)b);
     if (b->dirty != block_dirty(b))

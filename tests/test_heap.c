@@ -45,6 +45,29 @@ Test(heap, medium_blocks_come_from_the_heap)
     regal_free(p);
 }
 
+/* A free list turned into a cycle (as a block freed twice behind the
+ * heap's back would) is reported by the check, which used to spin on it. */
+Test(heap, a_cycle_in_a_free_list_is_reported_not_followed, .timeout = 20)
+{
+    void *p[4];
+    for (int i = 0; i < 4; i++)
+        p[i] = regal_alloc(a, MEDIUM);
+    regal_free(p[0]);
+    regal_free(p[2]); /* the list of MEDIUM: p[2], then p[0] */
+    struct rg_hblock *second = (struct rg_hblock *)((uint8_t *)p[2] - RG_HB_HEADER);
+    struct rg_hblock *first = second->next_free;
+    cr_assert_eq((uint8_t *)first + RG_HB_HEADER, (uint8_t *)p[0]);
+    second->next_free = second; /* p[0] drops off its list, p[2] loops */
+    error_log log;
+    error_log_install(&log);
+    cr_assert_neq(regal_arena_check(a), 0);
+    error_log_remove();
+    cr_assert_eq(log.kind, REGAL_ERR_CORRUPTION);
+    second->next_free = first; /* mended, for the teardown's check */
+    regal_free(p[1]);
+    regal_free(p[3]);
+}
+
 Test(heap, a_freed_block_is_reused_for_the_same_size)
 {
     void *p = regal_alloc(a, MEDIUM);
