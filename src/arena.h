@@ -32,8 +32,11 @@ struct regal_arena {
     /* The lock (unused with REGAL_ARENA_SINGLE_THREAD) starts a cache
      * line: the fields above are read by every thread's fast paths
      * (single, flags), those below are written under the lock, and a lock
-     * taken by one thread would otherwise evict the line the others read. */
-    pthread_mutex_t lock __attribute__((aligned(64)));
+     * taken by one thread would otherwise evict the line the others read.
+     * Padded by hand, not aligned(64): the arena would then require that
+     * alignment, which a pointer the API is asked to check need not have. */
+    uint64_t pad_to_lock[2];
+    pthread_mutex_t lock;
     size_t mapped;                /* committed bytes, checked against limit */
     struct rg_chunk *pages;       /* pages chunks, home first */
     struct rg_chunk *heaps;       /* heap chunks */
@@ -70,6 +73,7 @@ struct regal_arena {
 
 static_assert(sizeof(struct regal_arena) <= RG_DESC_OFFSET,
               "the arena fits before the page descriptors");
+static_assert(offsetof(struct regal_arena, lock) % 64 == 0, "the lock starts a cache line");
 
 RG_INLINE struct rg_chunk *rg_arena_home(regal_arena *a)
 {
