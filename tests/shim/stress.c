@@ -17,7 +17,7 @@
  *     Then 200 times while the threads churn 8-64 KiB blocks only, which
  *     their thread caches take and shed all the time: a fork just after a
  *     shed gave the child a cache listing blocks the heap had already, and
- *     the child freed them twice (a child in 70 or so died).
+ *     the child freed them twice (a child in 30 to 70 died).
  *  5. malloc/free from pthread-key destructors, over every destructor round
  *     (after regal's own per-thread teardown), and from an atexit handler
  *     (a failure there turns the exit status non-zero).
