@@ -41,8 +41,6 @@ int main(int argc, char **argv)
     };
     WL_PARSE(argc, argv, opts, "A large block calloc'd, used and freed, again and again.");
     rounds = wl_scaled(rounds, scale);
-    if (size == 0)
-        size = 1;
 
     double t0 = wl_now();
     for (size_t r = 0; r < rounds; r++) {

@@ -35,8 +35,6 @@ int main(int argc, char **argv)
     };
     WL_PARSE(argc, argv, opts, "One buffer grown by realloc a little at a time.");
     rounds = wl_scaled(rounds, scale);
-    if (step == 0)
-        step = 1;
 
     double t0 = wl_now();
     for (size_t r = 0; r < rounds; r++) {
