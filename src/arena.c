@@ -450,14 +450,6 @@ regal_arena *regal_default_arena(void)
 
 /* ---- routing ---- */
 
-int rg_aligned_class(size_t size, size_t align)
-{
-    for (unsigned c = rg_size_class(size); c < RG_CLASS_COUNT; c++)
-        if (rg_class_size[c] % align == 0)
-            return (int)c;
-    return -1;
-}
-
 void *rg_arena_alloc(regal_arena *a, size_t size, size_t align, size_t *usable)
 {
     if (size <= RG_SMALL_MAX) {

@@ -181,9 +181,6 @@ void rg_arena_visit(regal_arena *a, rg_visit_fn fn, void *ctx);
  * of at least size bytes aligned to align (a power of two); NULL + ENOMEM.
  * *usable receives its usable size. */
 void *rg_arena_alloc(regal_arena *a, size_t size, size_t align, size_t *usable);
-/* The smallest size class (size <= RG_SMALL_MAX) whose slots are all
- * aligned to align, if any; else -1. */
-int rg_aligned_class(size_t size, size_t align);
 size_t rg_arena_trim_locked(regal_arena *a);
 
 /* The arena owning the chunk of p, or NULL; reads only the chunk map and

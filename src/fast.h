@@ -113,18 +113,14 @@ RG_INLINE void *rg_alloc_fast_default(size_t size)
     return rg_alloc_from(rg_default_theap(), size);
 }
 
-/* The same aligned to align, a power of two: from the first class from
- * size's whose slots all are (spans start on a page boundary), as
- * regal_aligned_alloc takes them (rg_aligned_class). */
+/* The same aligned to align, a power of two, from the class
+ * regal_aligned_alloc takes (rg_aligned_class). */
 RG_INLINE void *rg_aligned_fast_default(size_t size, size_t align)
 {
     struct rg_theap *h = rg_default_theap();
-    if (RG_UNLIKELY(h == NULL || size > RG_SMALL_MAX || align > RG_SMALL_MAX))
+    int c = h != NULL && size <= RG_SMALL_MAX ? rg_aligned_class(size, align) : -1;
+    if (RG_UNLIKELY(c < 0))
         return NULL;
-    unsigned c = rg_size_class_small(size);
-    while (rg_class_size[c] & (align - 1))
-        if (++c == RG_CLASS_COUNT)
-            return NULL;
     return rg_pageq_pop_fast(&h->classes[c], &h->st, size);
 }
 

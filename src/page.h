@@ -136,6 +136,17 @@ RG_INLINE unsigned rg_size_class_small(size_t size)
     return rg_class_of[(size + 15) >> 4];
 }
 
+/* The smallest class for size (<= RG_SMALL_MAX) whose slots are all
+ * aligned to align, a power of two (spans start on a page boundary), if
+ * any; else -1. */
+RG_INLINE int rg_aligned_class(size_t size, size_t align)
+{
+    for (unsigned c = rg_size_class_small(size); c < RG_CLASS_COUNT; c++)
+        if ((rg_class_size[c] & (align - 1)) == 0)
+            return (int)c;
+    return -1;
+}
+
 /* ---- slots ---- */
 
 RG_INLINE uint32_t rg_slot_index(const struct rg_page *pg, const void *p)
