@@ -574,21 +574,23 @@ void rg_ref_free(const struct rg_ref *ref, void *p)
 
 void *rg_ref_resize(const struct rg_ref *ref, void *p, size_t size)
 {
-    bool kept;
+    bool in_place;
     switch (ref->chunk->kind) {
     case RG_CHUNK_PAGES:
         /* In place while the size keeps its class (pool objects never move
          * between pages: they are resized like class blocks of their slot). */
         if (ref->page->kind == RG_PAGE_CLASS)
-            kept =
+            in_place =
                 size <= RG_SMALL_MAX && rg_class_size[rg_size_class(size)] == ref->page->slot_size;
         else
-            kept = size <= ref->page->slot_size;
-        return kept ? p : NULL;
+            in_place = size <= ref->page->slot_size;
+        break;
     case RG_CHUNK_HEAP:
-        kept = size > RG_SMALL_MAX && size <= RG_HEAP_MAX && rg_heap_resize(ref->arena, p, size);
-        return kept ? p : NULL;
-    default:
+        in_place =
+            size > RG_SMALL_MAX && size <= RG_HEAP_MAX && rg_heap_resize(ref->arena, p, size);
+        break;
+    default: /* a large block may move its pages */
         return size > RG_HEAP_MAX ? rg_large_resize(ref->arena, ref->chunk, size) : NULL;
     }
+    return in_place ? p : NULL;
 }

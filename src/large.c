@@ -304,17 +304,24 @@ static bool takes(const struct rg_chunk *c, size_t need, size_t align)
            ((uintptr_t)c + user_offset(align)) % align == 0;
 }
 
-/* The smallest cached mapping that takes such a block as it is, out of the
- * cache; NULL if none does. */
-static struct rg_chunk *cache_take(struct regal_arena *a, size_t need, size_t align)
+/* The smallest cached mapping that takes such a block as it is; NULL if
+ * none does. */
+static struct rg_chunk *cache_fit(struct regal_arena *a, size_t need, size_t align)
 {
     struct rg_chunk *best = NULL;
     for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
         if (takes(c, need, align) && (best == NULL || c->map_size < best->map_size))
             best = c;
-    if (best != NULL)
-        cache_remove(a, best);
     return best;
+}
+
+/* cache_fit's mapping, out of the cache. */
+static struct rg_chunk *cache_take(struct regal_arena *a, size_t need, size_t align)
+{
+    struct rg_chunk *c = cache_fit(a, need, align);
+    if (c != NULL)
+        cache_remove(a, c);
+    return c;
 }
 
 /* The offset of the first page a block of alignment align uses past its
@@ -433,10 +440,7 @@ void rg_large_free(struct regal_arena *a, struct rg_chunk *c)
 static bool cache_serves(struct regal_arena *a, size_t size)
 {
     size_t need = map_size_for(size, RG_ALIGN);
-    for (struct rg_chunk *c = a->large_cache; c != NULL && need >= size; c = c->next)
-        if (takes(c, need, RG_ALIGN))
-            return true;
-    return false;
+    return need >= size && cache_fit(a, need, RG_ALIGN) != NULL;
 }
 
 /* A program that grows one buffer a little at a time past the heap's
