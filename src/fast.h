@@ -69,10 +69,10 @@ RG_INLINE void *rg_pageq_pop_fast(struct rg_pageq *q, struct rg_counters *s, siz
     struct rg_page *pg = q->avail;
     void *p = pg != NULL ? pg->free : NULL;
     if (RG_UNLIKELY(p == NULL)) {
-        p = rg_page_bump(pg);
-        if (p != NULL)
-            rg_counters_alloc(s, pg->slot_size, requested);
-        return p;
+        if (!rg_page_can_bump(pg))
+            return NULL;
+        rg_counters_alloc(s, pg->slot_size, requested);
+        return rg_page_bump(pg);
     }
     void *next = rg_link_get(p);
     if (RG_UNLIKELY(!rg_link_ok(pg, next)))
@@ -98,13 +98,12 @@ RG_INLINE void *rg_alloc_fast(regal_arena *a, size_t size)
 }
 
 /* The calling thread's theap of the default arena (the shim's), or NULL:
- * none before its first allocation, when tracked, or after a reset. */
+ * none before its first allocation or when tracked.  After a reset it is
+ * orphaned, its queues emptied (rg_theap_orphan_all): nothing is served
+ * from it, and the slow path binds the thread again. */
 RG_INLINE struct rg_theap *rg_default_theap(void)
 {
-    struct rg_theap *h = rg_tl.default_theap;
-    if (RG_UNLIKELY(h == NULL || __atomic_load_n(&h->arena, __ATOMIC_RELAXED) == RG_ORPHAN))
-        return NULL;
-    return h;
+    return rg_tl.default_theap;
 }
 
 /* A small block of the default arena, or NULL. */

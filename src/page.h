@@ -48,8 +48,8 @@ struct rg_page {
     uint32_t slot_size;   /* bytes per slot, a multiple of the pool alignment */
     uint32_t capacity;    /* slots in the span */
     uint32_t carved;      /* slots [0, carved) have been handed out or put on the free list */
-    uint32_t used;        /* live slots == popcount(live) */
     uint32_t shed;        /* free slots off the free list, their pages given back by a trim */
+    uint32_t used;        /* live slots == popcount(live); not next to carved: no vector add */
     struct rg_page *next; /* in the queue's avail or full list, or a free span list */
     struct rg_page *prev;
     struct rg_pageq *queue;                /* the queue that owns the span */
@@ -247,14 +247,18 @@ RG_INLINE void *rg_page_take(struct rg_page *pg, void *p, void *next)
     return p;
 }
 
-/* The next never-used slot of pg, live now, if pg is the only span of its
- * queue (no freed slot elsewhere to use first) and has one; else NULL.
- * Fresh slots go out one by one, touching memory as they do, with no
- * free-list link written and read back. */
+/* Whether pg (NULL: none) is the only span of its queue (no freed slot
+ * elsewhere to use first) and has a never-used slot. */
+RG_INLINE bool rg_page_can_bump(const struct rg_page *pg)
+{
+    return pg != NULL && pg->next == NULL && pg->carved < pg->capacity;
+}
+
+/* The next never-used slot of pg (rg_page_can_bump), live now.  Fresh
+ * slots go out one by one, touching memory as they do, with no free-list
+ * link written and read back. */
 RG_INLINE void *rg_page_bump(struct rg_page *pg)
 {
-    if (pg == NULL || pg->next != NULL || pg->carved >= pg->capacity)
-        return NULL;
     uint32_t s = pg->carved++;
     pg->used++;
     rg_bit_set(pg->live, s);
