@@ -224,8 +224,11 @@ void rg_theap_flush_caches(regal_arena *a)
 
 void rg_theap_orphan_all(regal_arena *a)
 {
-    for (struct rg_theap *h = a->theaps; h != NULL; h = h->next)
+    for (struct rg_theap *h = a->theaps; h != NULL; h = h->next) {
+        for (unsigned i = 0; i < RG_CLASS_COUNT; i++)
+            h->classes[i].avail = h->classes[i].full = h->classes[i].avail_tail = NULL;
         __atomic_store_n(&h->arena, RG_ORPHAN, __ATOMIC_RELAXED);
+    }
     a->theaps = NULL;
 }
 
