@@ -259,6 +259,7 @@ static void register_fork_handlers(void)
 static void init_queues(regal_arena *a)
 {
     a->theaps = NULL;
+    memset(a->revive, 0, sizeof a->revive);
     a->peak_floor = 0;
     a->peak_mapped = a->mapped;
     rg_theap_init(&a->own, a);

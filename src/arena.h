@@ -64,6 +64,9 @@ struct regal_arena {
     size_t bound_released; /* released by those bounds since the last judgment; 0: none */
     size_t bound_mark;     /* fresh_total at the first of those releases */
     size_t bound_in_use;   /* the least in_use seen at them */
+    /* Per class, the free spans whose slots can be taken again as they
+     * were freed (page.c, invariant 7), the last given back first. */
+    struct rg_page *revive[RG_CLASS_COUNT];
     /* Last, and past the first 4 KiB of the home chunk: every field above
      * is written when an arena is made or used, handles only by programs
      * that use them, so the others never fault in a second OS page for

@@ -77,6 +77,7 @@ static bool is_checkable(const struct rg_page *pg)
 
 static bool pages_are_valid(regal_arena *a, size_t *committed)
 {
+    size_t revivable = 0;
     for (struct rg_chunk *c = a->pages; c != NULL; c = c->next) {
         if (!rg_chunk_header_is_valid(c, a, RG_CHUNK_PAGES))
             return rg_check_fail(c, "pages chunk %p: bad header (arena.c invariant 3)", (void *)c);
@@ -88,6 +89,8 @@ static bool pages_are_valid(regal_arena *a, size_t *committed)
                 continue;
             if (!rg_page_is_valid(c, pg, is_checkable(pg), rg_pool_held(pg)))
                 return false;
+            if (pg->revivable)
+                return rg_check_fail(pg, "page %u: in use and revivable (page.c invariant 7)", i);
             spans++;
         }
         for (unsigned i = pc->top; i < RG_PAGES_PER_CHUNK; i++)
@@ -101,8 +104,12 @@ static bool pages_are_valid(regal_arena *a, size_t *committed)
         for (struct rg_page *fs = pc->free_spans; fs != NULL; fs = fs->next)
             if (fs->state != RG_PAGE_FREE)
                 return rg_check_fail(fs, "free span %p in use (page.c invariant 5)", (void *)fs);
+        if (!rg_revive_is_valid(c, &revivable))
+            return false;
         *committed += rg_chunk_committed(c);
     }
+    if (!rg_revive_lists_are_valid(a, revivable))
+        return false;
     struct rg_theap *mine = rg_theap_of(a);
     if (!theap_is_valid(&a->own) || (mine != NULL && !theap_is_valid(mine)))
         return false;

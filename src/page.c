@@ -19,6 +19,13 @@
  *     fresh chunk reads as zero; a reset clears those below the old top).
  *  6. A span's owner is its queue's owner; slots on its xfree list are
  *     still live (their bits set) until the owner collects them.
+ *  7. A free span is on its class's revive list (arena->revive) <=> its
+ *     revivable flag is set; it was a class span when given back, none of
+ *     its pages has been decommitted since, and its descriptor is as its
+ *     last owner left it (no live slot, invariant 2's free list), so that
+ *     the class takes it again as it is (span_revive).  Free spans never
+ *     merge, so a page that headed a span of n pages heads one of n pages
+ *     whenever it heads a free span again, until a reset.
  *
  * Chunks and their free spans belong to the arena and change under its
  * lock.  A queue and its spans belong to the queue's owner: a thread heap
@@ -92,11 +99,14 @@ void rg_pages_chunk_init(struct rg_chunk *c)
 }
 
 /* The pages below top say FREE again: the free paths read a descriptor's
- * state without comparing its page with top (rg_page_slot_at). */
+ * state without comparing its page with top (rg_page_slot_at); and none is
+ * on a revive list (the arena empties them). */
 void rg_pages_chunk_reset(struct rg_chunk *c)
 {
-    for (unsigned i = RG_DATA_PAGE0; i < pchunk(c)->top; i++)
+    for (unsigned i = RG_DATA_PAGE0; i < pchunk(c)->top; i++) {
         rg_page_desc(c, i)->state = RG_PAGE_FREE;
+        rg_page_desc(c, i)->revivable = 0;
+    }
     rg_pages_chunk_init(c);
 }
 
@@ -163,6 +173,65 @@ static void span_mark(struct rg_chunk *c, unsigned first, unsigned n, enum rg_pa
     }
 }
 
+/* ---- the revive lists (invariant 7) ---- */
+
+static struct rg_page **revive_list(struct regal_arena *a, uint32_t slot_size)
+{
+    return &a->revive[rg_size_class(slot_size)];
+}
+
+static void revive_add(struct regal_arena *a, struct rg_page *pg)
+{
+    struct rg_page **head = revive_list(a, pg->slot_size);
+    pg->rprev = NULL;
+    pg->rnext = *head;
+    if (*head != NULL)
+        (*head)->rprev = pg;
+    *head = pg;
+    pg->revivable = 1;
+}
+
+/* Takes pg (a free span) off its revive list, if on one. */
+static void revive_remove(struct regal_arena *a, struct rg_page *pg)
+{
+    if (!pg->revivable)
+        return;
+    if (pg->rprev != NULL)
+        pg->rprev->rnext = pg->rnext;
+    else
+        *revive_list(a, pg->slot_size) = pg->rnext;
+    if (pg->rnext != NULL)
+        pg->rnext->rprev = pg->rprev;
+    pg->revivable = 0;
+}
+
+/* ---- spans ---- */
+
+/* Makes the n pages of c from first on a live span: free span fs, or the
+ * pages at top (fs NULL). */
+static bool span_claim(struct regal_arena *a, struct rg_chunk *c, struct rg_page *fs,
+                       unsigned first, unsigned n)
+{
+    struct rg_pages_chunk *pc = pchunk(c);
+    if (!rg_arena_commit(a, c, (size_t)first << RG_PAGE_SHIFT, (size_t)(first + n) << RG_PAGE_SHIFT,
+                         true))
+        return false;
+    if (fs != NULL) {
+        unsigned rest = fs->span - n;
+        list_remove(&pc->free_spans, fs);
+        revive_remove(a, fs);
+        if (rest > 0) {
+            span_mark(c, first + n, rest, RG_PAGE_FREE);
+            list_push(&pc->free_spans, rg_page_desc(c, first + n));
+        }
+    } else {
+        __atomic_store_n(&pc->top, pc->top + n, __ATOMIC_RELAXED); /* read by free */
+    }
+    pc->spans_live++;
+    span_mark(c, first, n, RG_PAGE_HEAD);
+    return true;
+}
+
 /* Takes n pages from c's free spans (first fit, splitting) or its top. */
 static struct rg_page *span_take(struct regal_arena *a, struct rg_chunk *c, unsigned n)
 {
@@ -177,35 +246,23 @@ static struct rg_page *span_take(struct regal_arena *a, struct rg_chunk *c, unsi
         first = pc->top;
     else
         return NULL;
-    if (!rg_arena_commit(a, c, (size_t)first << RG_PAGE_SHIFT, (size_t)(first + n) << RG_PAGE_SHIFT,
-                         true))
-        return NULL;
-    if (fs != NULL) {
-        unsigned rest = fs->span - n;
-        list_remove(&pc->free_spans, fs);
-        if (rest > 0) {
-            span_mark(c, first + n, rest, RG_PAGE_FREE);
-            list_push(&pc->free_spans, rg_page_desc(c, first + n));
-        }
-    } else {
-        __atomic_store_n(&pc->top, pc->top + n, __ATOMIC_RELAXED); /* read by free */
-    }
-    pc->spans_live++;
-    span_mark(c, first, n, RG_PAGE_HEAD);
-    return rg_page_desc(c, first);
+    return span_claim(a, c, fs, first, n) ? rg_page_desc(c, first) : NULL;
 }
 
 /* The span's pages stay committed, dirty, until the purge policy or a trim
- * gives them back (purge.c); a span release is one of its slow paths. */
+ * gives them back (purge.c); a span release is one of its slow paths.  A
+ * class span goes on its class's revive list. */
 static void span_give_back(struct rg_chunk *c, struct rg_page *pg)
 {
     unsigned first = (unsigned)(pg - rg_page_desc(c, 0));
+    size_t bytes = (size_t)pg->span << RG_PAGE_SHIFT, from = (size_t)first << RG_PAGE_SHIFT;
+    size_t committed = rg_chunk_committed_in(c, from, from + bytes);
     span_mark(c, first, pg->span, RG_PAGE_FREE);
     list_push(&pchunk(c)->free_spans, pg);
     pchunk(c)->spans_live--;
-    rg_arena_dirty_add(c->arena,
-                       rg_chunk_committed_in(c, (size_t)first << RG_PAGE_SHIFT,
-                                             (size_t)(first + pg->span) << RG_PAGE_SHIFT));
+    if (pg->kind == RG_PAGE_CLASS && committed == bytes) /* no trim shed part of it */
+        revive_add(c->arena, pg);
+    rg_arena_dirty_add(c->arena, committed);
     rg_purge_maybe(c->arena);
 }
 
@@ -234,6 +291,15 @@ void rg_pageq_init(struct rg_pageq *q, uint32_t slot_size, enum rg_page_kind kin
     q->span_pages = (uint8_t)pages;
 }
 
+/* Span pg (every slot free) becomes q's. */
+static void page_join(struct rg_pageq *q, struct rg_page *pg)
+{
+    __atomic_store_n(&pg->queue, q, __ATOMIC_RELAXED);
+    __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELAXED);
+    pg->xfree = NULL;
+    __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
+}
+
 static void page_init(struct rg_pageq *q, struct rg_page *pg, struct rg_chunk *c)
 {
     unsigned first = (unsigned)(pg - rg_page_desc(c, 0));
@@ -248,12 +314,9 @@ static void page_init(struct rg_pageq *q, struct rg_page *pg, struct rg_chunk *c
     pg->carved = 0;
     pg->used = 0;
     pg->shed = 0;
-    __atomic_store_n(&pg->queue, q, __ATOMIC_RELAXED);
-    __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELAXED);
-    pg->xfree = NULL;
     pg->kind = q->kind;
-    __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
     memset(pg->live, 0, (pg->capacity + 63) / 64 * sizeof(uint64_t));
+    page_join(q, pg);
 }
 
 /* Carves up to one OS page worth of never-used slots onto the free list, so
@@ -597,13 +660,34 @@ static struct rg_page *adopt(struct regal_arena *a, struct rg_pageq *q)
     return pg;
 }
 
+/* The span of q's class given back last, if it is still whole, with its
+ * free list as its last owner left it; NULL if none.  A class that frees a
+ * batch and allocates the next one gets its slots back in the order it
+ * freed them, still in cache, rather than another class's span carved
+ * afresh: bench/trim_batches (batches of 22 MiB in 256 B to 8 KiB blocks)
+ * took 0.66 s that way, 0.40 s this way (mimalloc 0.58). */
+static struct rg_page *span_revive(struct regal_arena *a, struct rg_pageq *q)
+{
+    struct rg_page *pg = *revive_list(a, q->slot_size);
+    if (pg == NULL || pg->span != q->span_pages)
+        return NULL;
+    struct rg_chunk *c = rg_chunk_of(pg);
+    if (!span_claim(a, c, pg, (unsigned)(pg - rg_page_desc(c, 0)), pg->span))
+        return NULL;
+    page_join(q, pg);
+    return pg;
+}
+
 static struct rg_page *span_new(struct regal_arena *a, struct rg_pageq *q)
 {
-    struct rg_page *pg = span_alloc(a, q->span_pages);
-    if (pg == NULL)
-        return NULL;
-    page_init(q, pg, rg_chunk_of(pg));
-    page_carve(pg);
+    struct rg_page *pg = q->kind == RG_PAGE_CLASS ? span_revive(a, q) : NULL;
+    if (pg == NULL) {
+        pg = span_alloc(a, q->span_pages);
+        if (pg == NULL)
+            return NULL;
+        page_init(q, pg, rg_chunk_of(pg));
+        page_carve(pg);
+    }
     avail_push_front(q, pg);
     return pg;
 }
@@ -746,6 +830,7 @@ size_t rg_pages_chunk_trim(struct regal_arena *a, struct rg_chunk *c)
     size_t released = 0;
     for (struct rg_page *fs = pchunk(c)->free_spans; fs != NULL; fs = fs->next) {
         size_t first = (size_t)(fs - rg_page_desc(c, 0));
+        revive_remove(a, fs); /* its slots read as zero now */
         released +=
             rg_chunk_decommit(c, first << RG_PAGE_SHIFT, (first + fs->span) << RG_PAGE_SHIFT);
     }
@@ -800,6 +885,56 @@ bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uin
     bool full = pg->free == NULL && pg->shed == 0 && pg->carved == pg->capacity;
     if (pg->in_full && !full)
         return rg_check_fail(pg, "page %u: full list mismatch (invariant 4)", first);
+    return true;
+}
+
+bool rg_revive_is_valid(struct rg_chunk *c, size_t *flagged)
+{
+    for (struct rg_page *fs = pchunk(c)->free_spans; fs != NULL; fs = fs->next) {
+        if (!fs->revivable)
+            continue;
+        unsigned first = (unsigned)(fs - rg_page_desc(c, 0));
+        size_t from = (size_t)first << RG_PAGE_SHIFT,
+               to = from + ((size_t)fs->span << RG_PAGE_SHIFT);
+        if (fs->kind != RG_PAGE_CLASS || fs->used != 0 || rg_chunk_uncommitted(c, from, to) != 0)
+            return rg_check_fail(fs,
+                                 "page %u: revivable, but not a whole free class span "
+                                 "(invariant 7)",
+                                 first);
+        uint32_t nfree = 0;
+        for (void *f = fs->free; f != NULL; f = rg_link_get(f)) {
+            size_t off = (size_t)((uint8_t *)f - fs->start);
+            uint32_t i = rg_slot_index(fs, f);
+            if (off >= fs->bytes || (size_t)i * fs->slot_size != off || i >= fs->carved ||
+                ++nfree > fs->carved)
+                return rg_check_fail(f,
+                                     "page %u: bad free slot of a revivable span "
+                                     "(invariant 7)",
+                                     first);
+        }
+        if (nfree + fs->shed != fs->carved)
+            return rg_check_fail(fs, "page %u: %u free + %u shed != %u carved (invariant 7)", first,
+                                 nfree, fs->shed, fs->carved);
+        (*flagged)++;
+    }
+    return true;
+}
+
+bool rg_revive_lists_are_valid(struct regal_arena *a, size_t flagged)
+{
+    size_t listed = 0;
+    for (unsigned k = 0; k < RG_CLASS_COUNT; k++)
+        for (struct rg_page *pg = a->revive[k]; pg != NULL; pg = pg->rnext) {
+            if (!pg->revivable || pg->state != RG_PAGE_FREE || rg_size_class(pg->slot_size) != k ||
+                ++listed > flagged)
+                return rg_check_fail(pg, "span %p on the wrong revive list (page.c invariant 7)",
+                                     (void *)pg);
+        }
+    if (listed != flagged)
+        return rg_check_fail(a,
+                             "%zu revivable free spans, %zu on revive lists (page.c "
+                             "invariant 7)",
+                             flagged, listed);
     return true;
 }
 

@@ -61,7 +61,10 @@ struct rg_page {
     uint8_t head;                          /* tails: index of the head page */
     uint8_t in_full;                       /* on the queue's full list */
     uint64_t live[RG_PAGE_MAX_SLOTS / 64]; /* bit i set <=> slot i is allocated */
-    uint8_t pad_to_256[24];                /* a power of two: an index is a shift */
+    struct rg_page *rnext;                 /* free class spans to revive (page.c) */
+    struct rg_page *rprev;
+    uint8_t revivable;     /* on its class's revive list */
+    uint8_t pad_to_256[7]; /* a power of two: an index is a shift */
 };
 
 #define RG_PAGE_DESC_SHIFT 8
@@ -406,5 +409,10 @@ size_t rg_pages_chunk_dirty(struct rg_chunk *c);
  * (and a report) on the first violation.  held: freed slots of the span
  * that its pool's hot stack holds (rg_pool_held), still counted in used. */
 bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uint32_t held);
+/* Checks invariant 7 for the free spans of c, counting in *flagged those
+ * that say they are revivable; then that the arena's revive lists hold
+ * them all and no other. */
+bool rg_revive_is_valid(struct rg_chunk *c, size_t *flagged);
+bool rg_revive_lists_are_valid(struct regal_arena *a, size_t flagged);
 
 #endif

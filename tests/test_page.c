@@ -1,4 +1,4 @@
-/* Unit tests of src/page.c: size classes and slot arithmetic. */
+/* Unit tests of src/page.c: size classes, slot arithmetic, spans taken again. */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -212,4 +212,100 @@ Test(page, an_overwritten_free_link_never_yields_the_planted_address)
     cr_assert_eq(corruption_reports, 1);
     regal_set_error_handler(NULL, NULL);
     regal_arena_destroy(a);
+}
+
+/* ---- spans taken again (page.c invariant 7) ------------------------------------ */
+
+#define SPAN_SLOTS 1024 /* 64-byte slots in a span of 64 KiB */
+#define BLOCKS     (3 * SPAN_SLOTS - 50)
+
+/* Fills three spans of 64-byte slots in a, frees every block of the first
+ * one (blocks[0, SPAN_SLOTS), in allocation order) so that it goes back to
+ * its chunk, and returns the first block then allocated in its pages. */
+static void *first_block_back_in_an_emptied_span(regal_arena *a, void **blocks, bool trim)
+{
+    for (int i = 0; i < BLOCKS; i++)
+        cr_assert_not_null(blocks[i] = regal_alloc(a, 64));
+    uint8_t *lo = blocks[0], *hi = (uint8_t *)blocks[SPAN_SLOTS - 1] + 64;
+    cr_assert_eq((size_t)(hi - lo), (size_t)SPAN_SLOTS * 64, "one span, in order");
+    for (int i = 0; i < SPAN_SLOTS; i++) {
+        memset(blocks[i], 0xab, 64);
+        regal_free(blocks[i]);
+    }
+    cr_assert_eq(regal_arena_check(a), 0);
+    if (trim)
+        regal_arena_trim(a);
+    for (int i = 0; i < 2 * SPAN_SLOTS; i++) {
+        uint8_t *p = regal_alloc(a, 64);
+        cr_assert_not_null(p);
+        if (p >= lo && p < hi)
+            return p;
+    }
+    cr_assert_fail("no block came back in the emptied span");
+    return NULL;
+}
+
+static void each_flag(void (*test)(unsigned flags))
+{
+    test(0);
+    test(REGAL_ARENA_SINGLE_THREAD);
+}
+
+static void revived(unsigned flags)
+{
+    regal_arena_config cfg = {.flags = flags};
+    regal_arena *a = regal_arena_create(&cfg);
+    static void *blocks[BLOCKS];
+    void *p = first_block_back_in_an_emptied_span(a, blocks, false);
+    cr_assert_eq(p, blocks[SPAN_SLOTS - 1], "flags %u: the last block freed comes back first",
+                 flags);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+Test(page, a_class_span_given_back_is_taken_again_with_its_free_list)
+{
+    each_flag(revived);
+}
+
+static void purged_not_revived(unsigned flags)
+{
+    regal_arena_config cfg = {.flags = flags};
+    regal_arena *a = regal_arena_create(&cfg);
+    static void *blocks[BLOCKS];
+    memset(blocks, 0, sizeof blocks);
+    void *p = first_block_back_in_an_emptied_span(a, blocks, true);
+    cr_assert_eq(p, blocks[0], "flags %u: pages given back to the OS are carved afresh", flags);
+    for (int i = 8; i < 64; i++) /* past the free-list link the carve wrote */
+        cr_assert_eq(((unsigned char *)p)[i], 0, "flags %u: byte %d", flags, i);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_arena_destroy(a);
+}
+
+Test(page, a_span_whose_pages_went_back_to_the_os_is_not_taken_as_it_was)
+{
+    each_flag(purged_not_revived);
+}
+
+static void reset_then_again(unsigned flags)
+{
+    regal_arena_config cfg = {.flags = flags};
+    regal_arena *a = regal_arena_create(&cfg);
+    static void *blocks[BLOCKS];
+    first_block_back_in_an_emptied_span(a, blocks, false);
+    for (int i = 0; i < SPAN_SLOTS; i++) /* a second span goes back too */
+        regal_free(blocks[SPAN_SLOTS + i]);
+    regal_arena_reset(a);
+    for (int i = 0; i < BLOCKS; i++) /* the same pages, from the chunk's top */
+        cr_assert_not_null(blocks[i] = regal_alloc(a, 64));
+    cr_assert_eq(regal_arena_check(a), 0, "flags %u", flags);
+    for (int i = 0; i < BLOCKS; i++)
+        regal_free(blocks[i]);
+    cr_assert_eq(regal_arena_check(a), 0, "flags %u", flags);
+    regal_arena_destroy(a);
+}
+
+Test(page, after_a_reset_no_span_is_taken_as_it_was_before)
+{
+    each_flag(reset_then_again);
 }
