@@ -251,35 +251,40 @@ static void each_flag(void (*test)(unsigned flags))
     test(REGAL_ARENA_SINGLE_THREAD);
 }
 
-static void revived(unsigned flags)
+/* The block that comes back first: the last one freed when the span is
+ * taken again as it was, its first slot (the memory read as zero past the
+ * link the carve wrote) when a trim gave its pages to the OS meanwhile. */
+static void emptied_span_comes_back(unsigned flags, bool trim)
 {
     regal_arena_config cfg = {.flags = flags};
     regal_arena *a = regal_arena_create(&cfg);
     static void *blocks[BLOCKS];
-    void *p = first_block_back_in_an_emptied_span(a, blocks, false);
-    cr_assert_eq(p, blocks[SPAN_SLOTS - 1], "flags %u: the last block freed comes back first",
-                 flags);
+    unsigned char *p = first_block_back_in_an_emptied_span(a, blocks, trim);
+    if (!trim) {
+        cr_assert_eq(p, blocks[SPAN_SLOTS - 1], "flags %u: the last block freed comes back first",
+                     flags);
+    } else {
+        cr_assert_eq(p, blocks[0], "flags %u: pages given back to the OS are carved afresh", flags);
+        for (int i = 8; i < 64; i++)
+            cr_assert_eq(p[i], 0, "flags %u: byte %d", flags, i);
+    }
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
+}
+
+static void revived(unsigned flags)
+{
+    emptied_span_comes_back(flags, false);
+}
+
+static void purged_not_revived(unsigned flags)
+{
+    emptied_span_comes_back(flags, true);
 }
 
 Test(page, a_class_span_given_back_is_taken_again_with_its_free_list)
 {
     each_flag(revived);
-}
-
-static void purged_not_revived(unsigned flags)
-{
-    regal_arena_config cfg = {.flags = flags};
-    regal_arena *a = regal_arena_create(&cfg);
-    static void *blocks[BLOCKS];
-    memset(blocks, 0, sizeof blocks);
-    void *p = first_block_back_in_an_emptied_span(a, blocks, true);
-    cr_assert_eq(p, blocks[0], "flags %u: pages given back to the OS are carved afresh", flags);
-    for (int i = 8; i < 64; i++) /* past the free-list link the carve wrote */
-        cr_assert_eq(((unsigned char *)p)[i], 0, "flags %u: byte %d", flags, i);
-    cr_assert_eq(regal_arena_check(a), 0);
-    regal_arena_destroy(a);
 }
 
 Test(page, a_span_whose_pages_went_back_to_the_os_is_not_taken_as_it_was)
