@@ -14,13 +14,12 @@
  * Lifetime: a theap is made on a thread's first allocation or free in the
  * arena and handed back when the thread exits: its spans go to arena->own
  * (empty ones to their chunk), where other threads adopt them, and its
- * cached heap blocks (mcache.h) go back to the heap.  Arena reset
- * and destroy orphan every theap of the arena (arena RG_ORPHAN, class
- * queues emptied, so that a fast path that does not look at the arena
- * finds nothing to serve): the owning thread drops it on its next use,
- * without touching its spans.  Theaps are never
- * unmapped (recycled through a free list), so a late write by another
- * thread never faults.
+ * cached heap blocks (mcache.h) go back to the heap.  Arena reset and
+ * destroy orphan every theap of the arena (arena RG_ORPHAN, class queues
+ * emptied, so that a fast path that does not look at the arena finds
+ * nothing to serve): the owning thread drops it on its next use, without
+ * touching its spans.  Theaps are never unmapped (recycled through a free
+ * list), so a late write by another thread never faults.
  */
 #ifndef RG_THEAP_H
 #define RG_THEAP_H
