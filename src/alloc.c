@@ -189,6 +189,20 @@ static void zero_block(void *p, size_t size)
         memset(p, 0, regal_usable_size(p));
 }
 
+/* What regal_calloc's fast path does not serve, for the caller at site. */
+static RG_NOINLINE void *calloc_slow(regal_arena *a, size_t total, const void *site)
+{
+    if (tracked(a))
+        TRACKED_ALLOC_AT(a, total, RG_ALIGN, true, site);
+    void *p = regal_alloc(a, total);
+    if (p != NULL)
+        zero_block(p, total);
+    return p;
+}
+
+/* A small block of the caller's theap, its slot cleared, with no lookup of
+ * the block after: calloc(1, 64) and free on a shared arena took 219
+ * instructions through regal_alloc and zero_block. */
 void *regal_calloc(regal_arena *a, size_t count, size_t size)
 {
     size_t total;
@@ -196,11 +210,12 @@ void *regal_calloc(regal_arena *a, size_t count, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (tracked(a))
-        TRACKED_ALLOC(a, total, RG_ALIGN, true);
-    void *p = regal_alloc(a, total);
-    if (p != NULL)
-        zero_block(p, total);
+    void *p = rg_calloc_from(rg_theap_of(a), total);
+    if (RG_LIKELY(p != NULL))
+        return p;
+    /* Called, not jumped to: memcheck's allocation stack keeps regal_calloc. */
+    p = calloc_slow(a, total, __builtin_return_address(0));
+    __asm__("" : "+r"(p));
     return p;
 }
 

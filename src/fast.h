@@ -8,6 +8,8 @@
 #ifndef RG_FAST_H
 #define RG_FAST_H
 
+#include <string.h>
+
 #include "arena.h"
 #include "stats.h"
 
@@ -88,6 +90,14 @@ RG_INLINE void *rg_alloc_from(struct rg_theap *h, size_t size)
     if (RG_UNLIKELY(h == NULL || size > RG_SMALL_MAX))
         return NULL;
     return rg_pageq_pop_fast(&h->classes[rg_size_class_small(size)], &h->st, size);
+}
+
+/* The same cleared, all of its slot (regal_calloc clears a block's usable
+ * size), or NULL. */
+RG_INLINE void *rg_calloc_from(struct rg_theap *h, size_t size)
+{
+    void *p = rg_alloc_from(h, size);
+    return p != NULL ? memset(p, 0, rg_class_size[rg_size_class_small(size)]) : NULL;
 }
 
 /* A small block of arena a (any pointer: a theap is found only for a live,
