@@ -1,5 +1,6 @@
 /* Unit tests of src/page.c: size classes, slot arithmetic, spans taken again. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "page.h"
@@ -245,6 +246,13 @@ static void *first_block_back_in_an_emptied_span(regal_arena *a, void **blocks, 
     return NULL;
 }
 
+static size_t stats_of_blocks(regal_arena *a)
+{
+    regal_stats s;
+    regal_arena_stats(a, &s);
+    return s.blocks_in_use;
+}
+
 static void each_flag(void (*test)(unsigned flags))
 {
     test(0);
@@ -290,6 +298,38 @@ Test(page, a_class_span_given_back_is_taken_again_with_its_free_list)
 Test(page, a_span_whose_pages_went_back_to_the_os_is_not_taken_as_it_was)
 {
     each_flag(purged_not_revived);
+}
+
+static void *first_block_of_a_new_thread(void *arg)
+{
+    regal_arena *a = arg;
+    void *p = regal_alloc(a, 64);
+    cr_assert_not_null(p);
+    return p;
+}
+
+/* Spans go back to the arena, not to the thread that emptied them: a new
+ * thread's first span of the class is the one another thread gave back,
+ * with that thread's free list. */
+Test(page, a_span_one_thread_gave_back_serves_another_as_it_was)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    static void *blocks[BLOCKS];
+    for (int i = 0; i < BLOCKS; i++)
+        cr_assert_not_null(blocks[i] = regal_alloc(a, 64));
+    for (int i = 0; i < SPAN_SLOTS; i++)
+        regal_free(blocks[i]);
+    pthread_t t;
+    void *p;
+    cr_assert_eq(pthread_create(&t, NULL, first_block_of_a_new_thread, a), 0);
+    cr_assert_eq(pthread_join(t, &p), 0);
+    cr_assert_eq(p, blocks[SPAN_SLOTS - 1]);
+    regal_free(p); /* from the thread that owns none of it now */
+    for (int i = SPAN_SLOTS; i < BLOCKS; i++)
+        regal_free(blocks[i]);
+    cr_assert_eq(regal_arena_check(a), 0);
+    cr_assert_eq(stats_of_blocks(a), 0);
+    regal_arena_destroy(a);
 }
 
 static void reset_then_again(unsigned flags)
