@@ -84,20 +84,29 @@ RG_INLINE void *rg_pageq_pop_fast(struct rg_pageq *q, struct rg_counters *s, siz
     return p;
 }
 
-/* A small block from theap h (NULL: none), or NULL. */
-RG_INLINE void *rg_alloc_from(struct rg_theap *h, size_t size)
+/* The queue of theap h (NULL: none) for a request of size bytes, if it is
+ * small; else NULL. */
+RG_INLINE struct rg_pageq *rg_small_queue(struct rg_theap *h, size_t size)
 {
     if (RG_UNLIKELY(h == NULL || size > RG_SMALL_MAX))
         return NULL;
-    return rg_pageq_pop_fast(&h->classes[rg_size_class_small(size)], &h->st, size);
+    return &h->classes[rg_size_class_small(size)];
+}
+
+/* A small block from theap h (NULL: none), or NULL. */
+RG_INLINE void *rg_alloc_from(struct rg_theap *h, size_t size)
+{
+    struct rg_pageq *q = rg_small_queue(h, size);
+    return q != NULL ? rg_pageq_pop_fast(q, &h->st, size) : NULL;
 }
 
 /* The same cleared, all of its slot (regal_calloc clears a block's usable
  * size), or NULL. */
 RG_INLINE void *rg_calloc_from(struct rg_theap *h, size_t size)
 {
-    void *p = rg_alloc_from(h, size);
-    return p != NULL ? memset(p, 0, rg_class_size[rg_size_class_small(size)]) : NULL;
+    struct rg_pageq *q = rg_small_queue(h, size);
+    void *p = q != NULL ? rg_pageq_pop_fast(q, &h->st, size) : NULL;
+    return p != NULL ? memset(p, 0, q->slot_size) : NULL;
 }
 
 /* A small block of arena a (any pointer: a theap is found only for a live,
