@@ -851,20 +851,10 @@ size_t rg_pages_chunk_dirty(struct rg_chunk *c)
     return dirty + rg_chunk_committed_in(c, (size_t)pchunk(c)->top << RG_PAGE_SHIFT, RG_CHUNK_SIZE);
 }
 
-bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uint32_t held)
+/* Invariants 2 to 4 over the slots of span pg, whose head is page first:
+ * held freed slots still counted in used (a pool's hot stack). */
+static bool slots_are_valid(const struct rg_page *pg, unsigned first, uint32_t held)
 {
-    unsigned first = (unsigned)(pg - rg_page_desc(c, 0));
-    if (pg->state != RG_PAGE_HEAD || first < RG_DATA_PAGE0 || first + pg->span > pchunk(c)->top)
-        return rg_check_fail(pg, "page %u: bad span head (invariant 1)", first);
-    for (unsigned i = 1; i < pg->span; i++) {
-        struct rg_page *t = rg_page_desc(c, first + i);
-        if (t->state != RG_PAGE_TAIL || t->head != first)
-            return rg_check_fail(pg, "page %u: bad tail %u (invariant 1)", first, first + i);
-    }
-    if ((size_t)pg->capacity * pg->slot_size > ((size_t)pg->span << RG_PAGE_SHIFT))
-        return rg_check_fail(pg, "page %u: capacity beyond span (invariant 1)", first);
-    if (!contents)
-        return true;
     uint32_t live = 0;
     for (uint32_t w = 0; w < (pg->capacity + 63) / 64; w++)
         live += (uint32_t)__builtin_popcountll(pg->live[w]);
@@ -873,7 +863,7 @@ bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uin
                              first, pg->used, live, held);
     uint32_t nfree = 0;
     for (void *f = pg->free; f != NULL; f = rg_link_get(f)) {
-        if ((uint8_t *)f < pg->start || rg_page_of(c, f) != pg ||
+        if ((size_t)((uint8_t *)f - pg->start) >= pg->bytes ||
             rg_slot_status(pg, f) != RG_SLOT_FREE)
             return rg_check_fail(f, "page %u: bad free slot (invariant 3)", first);
         if (++nfree > pg->carved)
@@ -888,6 +878,22 @@ bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uin
     return true;
 }
 
+bool rg_page_is_valid(struct rg_chunk *c, struct rg_page *pg, bool contents, uint32_t held)
+{
+    unsigned first = (unsigned)(pg - rg_page_desc(c, 0));
+    if (pg->state != RG_PAGE_HEAD || first < RG_DATA_PAGE0 || first + pg->span > pchunk(c)->top)
+        return rg_check_fail(pg, "page %u: bad span head (invariant 1)", first);
+    for (unsigned i = 1; i < pg->span; i++) {
+        struct rg_page *t = rg_page_desc(c, first + i);
+        if (t->state != RG_PAGE_TAIL || t->head != first)
+            return rg_check_fail(pg, "page %u: bad tail %u (invariant 1)", first, first + i);
+    }
+    if ((size_t)pg->capacity * pg->slot_size > ((size_t)pg->span << RG_PAGE_SHIFT))
+        return rg_check_fail(pg, "page %u: capacity beyond span (invariant 1)", first);
+    return !contents || slots_are_valid(pg, first, held);
+}
+
+/* A revivable span's slots are as a live span's with none live. */
 bool rg_revive_is_valid(struct rg_chunk *c, size_t *flagged)
 {
     for (struct rg_page *fs = pchunk(c)->free_spans; fs != NULL; fs = fs->next) {
@@ -901,20 +907,8 @@ bool rg_revive_is_valid(struct rg_chunk *c, size_t *flagged)
                                  "page %u: revivable, but not a whole free class span "
                                  "(invariant 7)",
                                  first);
-        uint32_t nfree = 0;
-        for (void *f = fs->free; f != NULL; f = rg_link_get(f)) {
-            size_t off = (size_t)((uint8_t *)f - fs->start);
-            uint32_t i = rg_slot_index(fs, f);
-            if (off >= fs->bytes || (size_t)i * fs->slot_size != off || i >= fs->carved ||
-                ++nfree > fs->carved)
-                return rg_check_fail(f,
-                                     "page %u: bad free slot of a revivable span "
-                                     "(invariant 7)",
-                                     first);
-        }
-        if (nfree + fs->shed != fs->carved)
-            return rg_check_fail(fs, "page %u: %u free + %u shed != %u carved (invariant 7)", first,
-                                 nfree, fs->shed, fs->carved);
+        if (!slots_are_valid(fs, first, 0))
+            return false;
         (*flagged)++;
     }
     return true;
