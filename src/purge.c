@@ -43,8 +43,8 @@
  * committed after it (rg_purge_judge): wasted if the bytes in use climb
  * back by half of it, and then keep_shift grows, doubling the floors of
  * the automatic cap and of the large cache until the cap's holds what was
- * released and what it kept (one wasted batch, however big); not wasted if as much was
- * committed fresh with no such climb.  Only the climb tells a program
+ * released and what it kept (one wasted batch, however big); not wasted
+ * if as much was committed fresh with no such climb.  Only the climb tells a program
  * that needs its memory again from one that keeps a small live set over
  * the holes of a big one (bench/frag): both commit fresh memory after the
  * purge.  The delay purge lowers keep_shift by one, so a program that
@@ -143,11 +143,11 @@ void rg_purge_judge(regal_arena *a)
          * releases anything once its floor passes the committed bytes, so
          * the floors stay below twice their peak. */
         size_t want = a->bound_released + rg_purge_scaled(a, RG_PURGE_CAP_MIN);
-        do
+        while (a->keep_shift < KEEP_SHIFT_MAX) {
             a->keep_shift++;
-        while (a->keep_shift < KEEP_SHIFT_MAX && rg_purge_scaled(a, RG_PURGE_CAP_MIN) < want);
-        if (a->keep_shift > KEEP_SHIFT_MAX)
-            a->keep_shift = KEEP_SHIFT_MAX;
+            if (rg_purge_scaled(a, RG_PURGE_CAP_MIN) >= want)
+                break;
+        }
         a->bound_released = 0;
     } else if (a->fresh_total - a->bound_mark >= a->bound_released) {
         a->bound_released = 0;
