@@ -102,14 +102,18 @@ SHIM void free(void *p)
     free_slow(p);
 }
 
-/* What calloc's fast path does not serve: a tracked block for calloc's
- * caller (site), or regal_calloc's answer (overflow included). */
+/* What calloc's fast path does not serve: an overflow, a tracked block
+ * for calloc's caller (site), or the rest of regal_calloc. */
 static RG_NOINLINE void *calloc_slow(size_t count, size_t size, const void *site)
 {
     size_t total;
-    if (is_tracked() && !__builtin_mul_overflow(count, size, &total))
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (is_tracked())
         return tracked_at(total, RG_ALIGN, true, site);
-    return regal_calloc(arena(), count, size);
+    return rg_calloc_rest(arena(), total); /* calloc ran rg_calloc_from already */
 }
 
 /* malloc's fast path and a clear of the slot (rg_calloc_from): through

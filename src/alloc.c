@@ -189,15 +189,20 @@ static void zero_block(void *p, size_t size)
         memset(p, 0, regal_usable_size(p));
 }
 
+RG_NOINLINE void *rg_calloc_rest(regal_arena *a, size_t total)
+{
+    void *p = rg_alloc_rest(a, total);
+    if (p != NULL)
+        zero_block(p, total);
+    return p;
+}
+
 /* What regal_calloc's fast path does not serve, for the caller at site. */
 static RG_NOINLINE void *calloc_slow(regal_arena *a, size_t total, const void *site)
 {
     if (tracked(a))
         TRACKED_ALLOC_AT(a, total, RG_ALIGN, true, site);
-    void *p = regal_alloc(a, total);
-    if (p != NULL)
-        zero_block(p, total);
-    return p;
+    return rg_calloc_rest(a, total);
 }
 
 /* A small block of the caller's theap, its slot cleared, with no lookup of

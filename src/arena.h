@@ -207,10 +207,11 @@ void *rg_ref_resize(const struct rg_ref *ref, void *p, size_t size);
 /* The block API without the Valgrind mode (alloc.c), for track.c. */
 void *rg_alloc_checked(regal_arena *a, size_t size, size_t align);
 void rg_free_checked(void *p);
-/* regal_alloc and regal_free past their fast paths (fast.h), for a caller
- * that ran those already (the shim); rg_alloc_rest takes no tracked
- * arena. */
+/* regal_alloc, regal_calloc (of total bytes) and regal_free past their
+ * fast paths (fast.h), for a caller that ran those already (the shim); the
+ * first two take no tracked arena. */
 void *rg_alloc_rest(regal_arena *a, size_t size);
+void *rg_calloc_rest(regal_arena *a, size_t total);
 void rg_free_rest(void *p);
 /* realloc of p, live slot s of class span pg of an untracked arena, in
  * that arena (alloc.c; the shim's realloc calls it directly). */
