@@ -260,6 +260,9 @@ static void span_give_back(struct rg_chunk *c, struct rg_page *pg)
     span_mark(c, first, pg->span, RG_PAGE_FREE);
     list_push(&pchunk(c)->free_spans, pg);
     pchunk(c)->spans_live--;
+    /* On no queue now: a full span that other threads' frees emptied (its
+     * owner's exit collected them) left the full list with the flag set. */
+    __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
     if (pg->kind == RG_PAGE_CLASS && committed == bytes) /* no trim shed part of it */
         revive_add(c->arena, pg);
     rg_arena_dirty_add(c->arena, committed);

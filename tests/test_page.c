@@ -332,6 +332,44 @@ Test(page, a_span_one_thread_gave_back_serves_another_as_it_was)
     regal_arena_destroy(a);
 }
 
+typedef struct handover {
+    regal_arena *a;
+    void **blocks;
+    pthread_barrier_t bar;
+} handover;
+
+static void *fill_a_span_and_wait(void *arg)
+{
+    handover *h = arg;
+    for (int i = 0; i <= SPAN_SLOTS; i++) /* the last one sends the full span to the full list */
+        cr_assert_not_null(h->blocks[i] = regal_alloc(h->a, 64));
+    regal_free(h->blocks[SPAN_SLOTS]);
+    pthread_barrier_wait(&h->bar); /* the other thread frees the full span's blocks */
+    pthread_barrier_wait(&h->bar);
+    return NULL; /* the exit collects them: the span empties and goes back */
+}
+
+/* A full span that other threads emptied goes back when its owner exits;
+ * as a free span it is on no list of full spans. */
+Test(page, a_full_span_emptied_by_other_threads_goes_back_off_the_full_list)
+{
+    handover h = {.a = regal_arena_create(NULL)};
+    static void *blocks[SPAN_SLOTS + 1];
+    h.blocks = blocks;
+    cr_assert_eq(pthread_barrier_init(&h.bar, NULL, 2), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, fill_a_span_and_wait, &h), 0);
+    pthread_barrier_wait(&h.bar);
+    for (int i = 0; i < SPAN_SLOTS; i++)
+        regal_free(blocks[i]);
+    pthread_barrier_wait(&h.bar);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(regal_arena_check(h.a), 0);
+    cr_assert_eq(stats_of_blocks(h.a), 0);
+    pthread_barrier_destroy(&h.bar);
+    regal_arena_destroy(h.a);
+}
+
 static void reset_then_again(unsigned flags)
 {
     regal_arena_config cfg = {.flags = flags};
