@@ -169,12 +169,13 @@ void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
      * own pages, as regal_alloc's do: under the arena lock, from its shared
      * pages, memalign(16, 64) cost six times malloc(64), and threads
      * serialized on it. */
+    void *p = rg_aligned_from(rg_theap_of(a), size, alignment);
+    if (p != NULL)
+        return p;
     int c = size <= RG_SMALL_MAX && rg_arena_is_live(a) ? rg_aligned_class(size, alignment) : -1;
     if (c < 0)
         return rg_alloc_checked(a, size, alignment);
-    struct rg_theap *h = rg_theap_of(a);
-    void *p = h != NULL ? rg_pageq_pop_fast(&h->classes[c], &h->st, size) : NULL;
-    return p != NULL ? p : alloc_small_slow(a, h, (unsigned)c, size, alignment);
+    return alloc_small_slow(a, rg_theap_of(a), (unsigned)c, size, alignment);
 }
 
 /* Makes untracked block p of size bytes read as zero; a large block's

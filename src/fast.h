@@ -131,15 +131,21 @@ RG_INLINE void *rg_alloc_fast_default(size_t size)
     return rg_alloc_from(rg_default_theap(), size);
 }
 
-/* The same aligned to align, a power of two, from the class
- * regal_aligned_alloc takes (rg_aligned_class). */
-RG_INLINE void *rg_aligned_fast_default(size_t size, size_t align)
+/* A small block from theap h (NULL: none) aligned to align, a power of
+ * two, from the first class whose slots all are (rg_aligned_class); else
+ * NULL. */
+RG_INLINE void *rg_aligned_from(struct rg_theap *h, size_t size, size_t align)
 {
-    struct rg_theap *h = rg_default_theap();
     int c = h != NULL && size <= RG_SMALL_MAX ? rg_aligned_class(size, align) : -1;
     if (RG_UNLIKELY(c < 0))
         return NULL;
     return rg_pageq_pop_fast(&h->classes[c], &h->st, size);
+}
+
+/* The same from the default arena. */
+RG_INLINE void *rg_aligned_fast_default(size_t size, size_t align)
+{
+    return rg_aligned_from(rg_default_theap(), size, align);
 }
 
 /* Frees p if it is a live slot of a class span owned by the caller's theap
