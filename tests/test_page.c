@@ -123,15 +123,15 @@ Test(page, slot_boundary_test_is_exact_for_odd_and_largest_pool_slots)
 Test(page, a_descriptor_is_found_by_shift_from_any_address_in_its_page)
 {
     cr_assert_eq(sizeof(struct rg_page), (size_t)1 << RG_PAGE_DESC_SHIFT);
-    uintptr_t chunk = (uintptr_t)7 << RG_CHUNK_SHIFT;
+    struct rg_chunk *c = (struct rg_chunk *)((uintptr_t)7 << RG_CHUNK_SHIFT);
     for (unsigned i = 0; i < RG_PAGES_PER_CHUNK; i++) {
-        uintptr_t page = chunk + ((uintptr_t)i << RG_PAGE_SHIFT);
-        cr_assert_eq(rg_page_index((void *)(page + 1)), i);
-        cr_assert_eq(rg_page_index((void *)(page + RG_PAGE_SIZE - 1)), i);
+        uintptr_t page = (uintptr_t)c + ((uintptr_t)i << RG_PAGE_SHIFT);
+        cr_assert_eq(rg_page_desc_of(c, (void *)(page + 1)), rg_page_desc(c, i));
+        cr_assert_eq(rg_page_desc_of(c, (void *)(page + RG_PAGE_SIZE - 1)), rg_page_desc(c, i));
     }
     /* One past the chunk's end (a pointer whose chunk is found by p - 1)
      * is page 0, which never holds a span. */
-    cr_assert_eq(rg_page_index((void *)(chunk + RG_CHUNK_SIZE)), 0);
+    cr_assert_eq(rg_page_desc_of(c, (void *)((uintptr_t)c + RG_CHUNK_SIZE)), rg_page_desc(c, 0));
 }
 
 /* After a reset, a stale pointer into a page the reset forgot (above the
