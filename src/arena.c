@@ -12,7 +12,8 @@
  *     + sum over large mappings (live and cached) of rg_large_committed.
  *  2. limit == 0 or mapped <= limit.
  *  3. Every chunk on pages/heaps/large lists has arena == this arena and
- *     tracked == rg_arena_tracked(this arena) (fast.h reads it there).
+ *     tracked == rg_arena_tracked(this arena), and its byte in the chunk
+ *     map says the same (chunk.c invariant 2; fast.h reads it there).
  *  4. dirty == committed bytes of free spans and of pages at or above top
  *     (pages chunks) + committed bytes of the pages inside free heap blocks
  *     + large_cache_bytes (rg_purge_count_dirty; purge.c).

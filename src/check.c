@@ -63,7 +63,7 @@ static bool theap_is_valid(struct rg_theap *h)
 bool rg_chunk_header_is_valid(const struct rg_chunk *c, regal_arena *a, enum rg_chunk_kind kind)
 {
     return c->magic == RG_CHUNK_MAGIC && c->kind == kind && c->arena == a &&
-           c->tracked == rg_arena_tracked(a);
+           c->tracked == rg_arena_tracked(a) && rg_chunk_map_matches(c);
 }
 
 /* The slots of a span another thread's theap owns change with no lock:

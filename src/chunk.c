@@ -1,20 +1,21 @@
 /*
  * Chunks: RG_CHUNK_SIZE-aligned mappings, and the chunk map.
  *
- * Owns: the chunk map (one bit per chunk of the 48-bit address space, 8 MiB
- * of zero-filled .bss that the OS only backs where bits are set) and the
- * process-wide cache of free chunks.
+ * Owns: the chunk map (one byte per chunk of the 48-bit address space,
+ * 64 MiB of zero-filled .bss that the OS only backs where tags are set: a
+ * page of it covers 16 GiB) and the process-wide cache of free chunks.
  *
  * Invariants:
- *  1. bit(c) == 1  <=>  c is the header address of a mapping made here
+ *  1. tag(c) != 0  <=>  c is the header address of a mapping made here
  *     (an arena's chunk, a cached free chunk or a large block).
- *  2. Every cached chunk was given back to the OS whole: it reads as zero
+ *  2. tag(c) == RG_MAP_TAG(kind, tracked) of c's header (kind
+ *     RG_CHUNK_FREE, untracked, for a chunk no arena owns).
+ *  3. Every cached chunk was given back to the OS whole: it reads as zero
  *     (kind RG_CHUNK_FREE, magic 0) except for map_size.
  *
- * The map is written with atomic read-modify-write operations and read with
- * relaxed loads: a chunk's bit is set before its address is handed to any
- * other thread.  The cache is guarded by cache_lock.  Nothing here calls
- * malloc.
+ * Tags are written with release stores and read with relaxed loads: a
+ * chunk's tag is set before its address is handed to any other thread.
+ * The cache is guarded by cache_lock.  Nothing here calls malloc.
  */
 #include "chunk.h"
 
@@ -28,25 +29,39 @@
 /* In GCC's x86-64 large-data section (.lbss), which linkers place after
  * .bss: the map would otherwise sit in the middle of .bss, and the small
  * variables of the modules on either side of it would take two OS pages,
- * 8 MiB apart (a small process under the shim: 69.2 -> 67.2 page faults).
+ * 64 MiB apart (a small process under the shim: one page fault more).
  * Clang before 17 makes .lbss a section of file data, so only GCC. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((section(".lbss")))
 #endif
-uint64_t rg_chunk_map_bits[RG_MAP_WORDS];
+uint8_t rg_chunk_map_tags[RG_MAP_CHUNKS];
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rg_chunk *cache[CACHE_MAX];
 static unsigned cache_count;
 
-static void map_set(const void *c, bool on)
+static void map_set(const void *c, unsigned tag)
 {
-    uintptr_t i = (uintptr_t)c >> RG_CHUNK_SHIFT;
-    uint64_t bit = 1ull << (i % 64);
-    if (on)
-        __atomic_fetch_or(&rg_chunk_map_bits[i / 64], bit, __ATOMIC_RELEASE);
-    else
-        __atomic_fetch_and(&rg_chunk_map_bits[i / 64], ~bit, __ATOMIC_RELEASE);
+    __atomic_store_n(&rg_chunk_map_tags[(uintptr_t)c >> RG_CHUNK_SHIFT], (uint8_t)tag,
+                     __ATOMIC_RELEASE);
+}
+
+static unsigned map_tag(const struct rg_chunk *c)
+{
+    return rg_chunk_map_tag((const uint8_t *)c + 1);
+}
+
+void rg_chunk_set_kind(struct rg_chunk *c, enum rg_chunk_kind kind, bool tracked)
+{
+    c->magic = RG_CHUNK_MAGIC;
+    c->kind = (uint16_t)kind;
+    c->tracked = tracked;
+    map_set(c, RG_MAP_TAG(kind, tracked));
+}
+
+bool rg_chunk_map_matches(const struct rg_chunk *c)
+{
+    return map_tag(c) == RG_MAP_TAG(c->kind, c->tracked);
 }
 
 struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
@@ -60,7 +75,7 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
         return NULL;
     }
     c->map_size = map_size;
-    map_set(c, true);
+    map_set(c, RG_MAP_TAG(RG_CHUNK_FREE, false));
     return c;
 }
 
@@ -68,17 +83,18 @@ enum rg_move rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_ch
                                 size_t to_off)
 {
     size_t keep = from->map_size - size;
-    /* Whole: its header goes with the pages, and its map bit must go
+    unsigned tag = map_tag(from);
+    /* Whole: its header goes with the pages, and its map byte must go
      * first.  The moment the pages leave, another thread may map a chunk
-     * at the same address and set the same bit, which a clear after the
+     * at the same address and set the same byte, which a clear after the
      * move would take from it: that chunk's blocks then read as "not a
      * block regal returned" (tests/tsan/threads.c, about 1 run in 100). */
     if (keep == 0)
-        map_set(from, false);
+        map_set(from, 0);
     enum rg_move moved = rg_os_move((uint8_t *)from + keep, size, (uint8_t *)to + to_off);
     if (moved == RG_MOVE_NONE) {
         if (keep == 0)
-            map_set(from, true);
+            map_set(from, tag);
         return moved;
     }
     if (keep != 0)
@@ -88,18 +104,20 @@ enum rg_move rg_chunk_move_tail(struct rg_chunk *from, size_t size, struct rg_ch
 
 bool rg_chunk_move_grow(struct rg_chunk *from, struct rg_chunk *to, size_t size)
 {
-    map_set(from, false); /* before the pages leave: see rg_chunk_move_tail */
+    unsigned tag = map_tag(from);
+    map_set(from, 0); /* before the pages leave: see rg_chunk_move_tail */
     if (!rg_os_move_grow(from, from->map_size, size, to)) {
-        map_set(from, true);
+        map_set(from, tag);
         return false;
     }
     to->map_size = size;
+    map_set(to, tag); /* its header is from's now */
     return true;
 }
 
 void rg_chunk_unmap(struct rg_chunk *c)
 {
-    map_set(c, false);
+    map_set(c, 0);
     rg_os_unmap(c, c->map_size);
 }
 
@@ -114,9 +132,7 @@ struct rg_chunk *rg_chunk_alloc(struct regal_arena *a, enum rg_chunk_kind kind, 
         c = rg_chunk_map(RG_CHUNK_SIZE, RG_CHUNK_SIZE, 0);
     if (c == NULL)
         return NULL;
-    c->magic = RG_CHUNK_MAGIC;
-    c->kind = kind;
-    c->tracked = tracked;
+    rg_chunk_set_kind(c, kind, tracked);
     c->arena = a;
     c->next = c->prev = NULL;
     c->map_size = RG_CHUNK_SIZE;
@@ -226,6 +242,7 @@ void rg_chunk_free(struct rg_chunk *c)
     /* One madvise for the whole chunk, header included: the header reads as
      * zero afterwards (kind RG_CHUNK_FREE, no magic), which is what a stale
      * pointer into a cached chunk must find. */
+    map_set(c, RG_MAP_TAG(RG_CHUNK_FREE, false));
     rg_os_decommit(c, RG_CHUNK_SIZE);
     c->map_size = RG_CHUNK_SIZE;
     pthread_mutex_lock(&cache_lock);

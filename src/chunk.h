@@ -64,20 +64,44 @@ RG_INLINE struct rg_chunk *rg_chunk_of(const void *ptr)
 }
 
 #define RG_ADDRESS_BITS 48
-#define RG_MAP_WORDS    (((size_t)1 << (RG_ADDRESS_BITS - RG_CHUNK_SHIFT)) / 64)
-/* Hidden here too, not only where it is defined: the fast paths of free
- * and malloc_usable_size then address it directly, not through the GOT. */
-extern __attribute__((visibility("hidden"))) uint64_t rg_chunk_map_bits[RG_MAP_WORDS];
+#define RG_MAP_CHUNKS   ((size_t)1 << (RG_ADDRESS_BITS - RG_CHUNK_SHIFT))
 
-/* True when ptr's chunk is mapped by regal.  Reads only the chunk map, never
- * the address itself, so it is safe for any pointer value. */
-RG_INLINE bool rg_chunk_is_mapped(const void *ptr)
+/* The chunk map: one byte per chunk of the address space, 0 where regal
+ * has no mapping, else the tag of the chunk's header.  The free fast
+ * paths learn from this one byte both that a pointer is regal's and what
+ * its chunk holds, and read no header. */
+#define RG_MAP_MAPPED  0x80u
+#define RG_MAP_TRACKED 0x40u
+#define RG_MAP_TAG(kind, tracked)                                                                  \
+    (RG_MAP_MAPPED | ((tracked) ? RG_MAP_TRACKED : 0u) | (unsigned)(kind))
+static_assert(RG_CHUNK_HANDLE < RG_MAP_TRACKED, "a kind fits below the flags");
+
+/* Hidden here too, not only where it is defined: the fast paths then
+ * address it directly, not through the GOT. */
+extern __attribute__((visibility("hidden"))) uint8_t rg_chunk_map_tags[RG_MAP_CHUNKS];
+
+/* The map byte of the chunk whose header describes ptr (rg_chunk_of): 0
+ * unless regal mapped it.  Reads only the map, never the address itself,
+ * so it is safe for any pointer value. */
+RG_INLINE unsigned rg_chunk_map_tag(const void *ptr)
 {
     uintptr_t i = ((uintptr_t)ptr - 1) >> RG_CHUNK_SHIFT;
-    if (RG_UNLIKELY(i >= RG_MAP_WORDS * 64))
-        return false;
-    return (__atomic_load_n(&rg_chunk_map_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1;
+    if (RG_UNLIKELY(i >= RG_MAP_CHUNKS))
+        return 0;
+    return __atomic_load_n(&rg_chunk_map_tags[i], __ATOMIC_RELAXED);
 }
+
+/* True when ptr's chunk is mapped by regal. */
+RG_INLINE bool rg_chunk_is_mapped(const void *ptr)
+{
+    return rg_chunk_map_tag(ptr) != 0;
+}
+
+/* Sets the header's magic, kind and tracked flag of chunk c, and its map
+ * byte to match. */
+void rg_chunk_set_kind(struct rg_chunk *c, enum rg_chunk_kind kind, bool tracked);
+/* Whether c's map byte matches its header (regal_arena_check). */
+bool rg_chunk_map_matches(const struct rg_chunk *c);
 
 /* A zeroed chunk of RG_CHUNK_SIZE bytes of the kind for arena a, whose
  * blocks are tracked or not; NULL when the OS refuses. */

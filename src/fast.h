@@ -14,23 +14,22 @@
 #include "stats.h"
 
 /* Whether p (any pointer) lies in a mapped chunk of kind ck of an
- * untracked arena, c being rg_chunk_of(p).  A tracked arena's metadata is
- * NOACCESS under memcheck: not read.  NULL fails the chunk-map test (its
- * chunk would be the last of the address space).  A macro: with ck a
- * constant in the expression, gcc tests magic, kind and tracked in one
- * 64-bit compare (an inline function's parameter costs one instruction
- * more), with no read of the arena, whose line other threads' locks
- * write. */
-#define RG_IN_UNTRACKED_CHUNK(p, c, ck) (RG_IN_MAP(p) && rg_chunk_tag(c) == RG_CHUNK_TAG(ck, 0))
+ * untracked arena, c being rg_chunk_of(p): one byte of the chunk map
+ * says both (chunk.h), and no header is read.  A tracked arena's metadata
+ * is NOACCESS under memcheck: not read either.  NULL fails the map test
+ * (its chunk would be the last of the address space).  Without the
+ * checks, any pointer but NULL is trusted to be regal's, and the header
+ * tells its kind (magic, kind and tracked in one 64-bit compare). */
+#define RG_IN_UNTRACKED_CHUNK(p, c, ck)                                                            \
+    (RG_CHECKS ? rg_chunk_map_tag(p) == RG_MAP_TAG(ck, 0)                                          \
+               : (p) != NULL && rg_chunk_tag(c) == RG_CHUNK_TAG(ck, 0))
 
 /* The same for a chunk of any arena: for a caller that already knows the
  * arena it expects is untracked (never under memcheck, where all are) and
  * checks that what it finds belongs to it. */
 #define RG_IN_CHUNK(p, c, ck)                                                                      \
-    (RG_IN_MAP(p) && (rg_chunk_tag(c) & RG_CHUNK_TAG_KIND_MASK) == RG_CHUNK_TAG(ck, 0))
-
-/* Whether p's chunk may be read (without the checks, trusted unless NULL). */
-#define RG_IN_MAP(p) (RG_CHECKS ? rg_chunk_is_mapped(p) : (p) != NULL)
+    (RG_CHECKS ? (rg_chunk_map_tag(p) & ~RG_MAP_TRACKED) == RG_MAP_TAG(ck, 0)                      \
+               : (p) != NULL && (rg_chunk_tag(c) & RG_CHUNK_TAG_KIND_MASK) == RG_CHUNK_TAG(ck, 0))
 
 /* The span of p if p (any pointer) is a slot boundary, live or not, of a
  * span of kind, *slot its index; else NULL.  With any_arena false (a

@@ -463,9 +463,7 @@ static uint8_t *huge_alloc(regal_arena *a, size_t request, uint32_t slot)
     }
     rg_vg_noaccess(c, bytes);
     rg_vg_defined(c, sizeof *c);
-    c->magic = RG_CHUNK_MAGIC;
-    c->kind = RG_CHUNK_HANDLE;
-    c->tracked = rg_arena_tracked(a);
+    rg_chunk_set_kind(c, RG_CHUNK_HANDLE, rg_arena_tracked(a));
     c->arena = a;
     hc(c)->role = ROLE_HUGE;
     hc(c)->slot = slot;

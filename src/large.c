@@ -201,9 +201,7 @@ static void header_init(struct regal_arena *a, struct rg_chunk *c)
 {
     rg_vg_noaccess(c, c->map_size);
     rg_vg_defined(c, sizeof(struct rg_chunk));
-    c->magic = RG_CHUNK_MAGIC;
-    c->kind = RG_CHUNK_LARGE;
-    c->tracked = rg_arena_tracked(a);
+    rg_chunk_set_kind(c, RG_CHUNK_LARGE, rg_arena_tracked(a));
     c->arena = a;
     c->next = c->prev = NULL;
     memset(c->committed, 0, sizeof c->committed);

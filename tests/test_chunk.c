@@ -1,0 +1,97 @@
+/*
+ * Unit tests of src/chunk.c's chunk map: one byte per chunk, which the free
+ * fast paths read instead of the chunk's header, so it must say what the
+ * header says for every kind of chunk and through every change of one.
+ */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "arena.h"
+#include "chunk.h"
+
+static unsigned tag_of(const void *p)
+{
+    return rg_chunk_map_tag(p);
+}
+
+Test(chunk, each_kind_of_chunk_has_its_header_tag_in_the_map)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    regal_arena_config dcfg = {.flags = REGAL_ARENA_DEBUG};
+    regal_arena *d = regal_arena_create(&dcfg);
+    cr_assert(a != NULL && d != NULL);
+    void *small = regal_alloc(a, 64), *medium = regal_alloc(a, 20000);
+    void *large = regal_alloc(a, (size_t)3 << 20);
+    void *tracked = regal_alloc(d, 64);
+    regal_handle h = regal_handle_alloc(a, 100);
+    cr_assert(small != NULL && medium != NULL && large != NULL && tracked != NULL);
+    cr_assert_eq(tag_of(small), RG_MAP_TAG(RG_CHUNK_PAGES, false));
+    cr_assert_eq(tag_of(medium), RG_MAP_TAG(RG_CHUNK_HEAP, false));
+    cr_assert_eq(tag_of(large), RG_MAP_TAG(RG_CHUNK_LARGE, false));
+    cr_assert_eq(tag_of(tracked), RG_MAP_TAG(RG_CHUNK_PAGES, true));
+    regal_free(tracked);
+    void *moving = regal_handle_ptr(a, h);
+    cr_assert_not_null(moving);
+    cr_assert_eq(tag_of(moving), RG_MAP_TAG(RG_CHUNK_HANDLE, false));
+    regal_handle_free(a, h);
+    cr_assert_eq(regal_arena_check(a), 0);
+    cr_assert_eq(regal_arena_check(d), 0);
+    regal_arena_destroy(a);
+    regal_arena_destroy(d);
+}
+
+Test(chunk, addresses_regal_never_mapped_read_zero)
+{
+    int local;
+    cr_assert_eq(tag_of(NULL), 0);
+    cr_assert_eq(tag_of(&local), 0);
+    cr_assert_eq(tag_of((void *)(uintptr_t)-1), 0);
+    cr_assert_eq(tag_of((void *)(((uintptr_t)1 << RG_ADDRESS_BITS) + 64)), 0);
+}
+
+Test(chunk, a_cached_chunk_reads_free_and_an_unmapped_one_zero)
+{
+    struct rg_chunk *c = rg_chunk_alloc(NULL, RG_CHUNK_HEAP, true);
+    cr_assert_not_null(c);
+    cr_assert_eq(tag_of((uint8_t *)c + 1), RG_MAP_TAG(RG_CHUNK_HEAP, true));
+    cr_assert(rg_chunk_map_matches(c));
+    rg_chunk_free(c); /* into the process-wide cache, or unmapped if full */
+    unsigned after = tag_of((uint8_t *)c + 1);
+    cr_assert(after == RG_MAP_TAG(RG_CHUNK_FREE, false) || after == 0, "tag %#x", after);
+    struct rg_chunk *l = rg_chunk_map(RG_CHUNK_SIZE, RG_CHUNK_SIZE, 0);
+    cr_assert_not_null(l);
+    cr_assert_eq(tag_of((uint8_t *)l + 1), RG_MAP_TAG(RG_CHUNK_FREE, false));
+    rg_chunk_unmap(l);
+    cr_assert_eq(tag_of((uint8_t *)l + 1), 0);
+}
+
+Test(chunk, a_mapping_that_moves_takes_its_tag_along)
+{
+    struct rg_chunk *from = rg_chunk_map(RG_CHUNK_SIZE, RG_CHUNK_SIZE, 0);
+    struct rg_chunk *to = rg_chunk_map(2 * RG_CHUNK_SIZE, RG_CHUNK_SIZE, 0);
+    cr_assert(from != NULL && to != NULL);
+    rg_chunk_set_kind(from, RG_CHUNK_LARGE, false);
+    cr_assert(rg_chunk_move_grow(from, to, 2 * RG_CHUNK_SIZE)); /* one OS mapping: moves */
+    cr_assert_eq(tag_of((uint8_t *)from + 1), 0);
+    cr_assert_eq(tag_of((uint8_t *)to + 1), RG_MAP_TAG(RG_CHUNK_LARGE, false));
+    cr_assert(rg_chunk_map_matches(to));
+    rg_chunk_unmap(to);
+}
+
+Test(chunk, the_check_reports_a_map_byte_that_disagrees_with_its_header)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    void *p = regal_alloc(a, 64);
+    cr_assert_not_null(p);
+    uint8_t *byte = &rg_chunk_map_tags[((uintptr_t)p - 1) >> RG_CHUNK_SHIFT];
+    uint8_t saved = *byte;
+    *byte = (uint8_t)RG_MAP_TAG(RG_CHUNK_HEAP, false);
+    int bad = regal_arena_check(a);
+    *byte = saved;
+    cr_assert_neq(bad, 0);
+    cr_assert_eq(regal_arena_check(a), 0);
+    regal_free(p);
+    regal_arena_destroy(a);
+}
