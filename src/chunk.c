@@ -29,7 +29,8 @@
 /* In GCC's x86-64 large-data section (.lbss), which linkers place after
  * .bss: the map would otherwise sit in the middle of .bss, and the small
  * variables of the modules on either side of it would take two OS pages,
- * 64 MiB apart (a small process under the shim: one page fault more).
+ * 64 MiB apart (measured with the 8 MiB map of bits before it: a small
+ * process under the shim, 69.2 -> 67.2 page faults).
  * Clang before 17 makes .lbss a section of file data, so only GCC. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((section(".lbss")))
