@@ -71,7 +71,7 @@ bool rg_chunk_header_is_valid(const struct rg_chunk *c, regal_arena *a, enum rg_
  * that thread checks or exits. */
 static bool is_checkable(const struct rg_page *pg)
 {
-    const struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_RELAXED);
+    const struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_ACQUIRE); /* fast.h */
     return h == NULL || h->thread == NULL || h->thread == &rg_tl;
 }
 

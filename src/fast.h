@@ -166,7 +166,12 @@ RG_INLINE bool rg_free_fast(void *p)
 /* The same for p, slot s of class span pg (rg_slot_of's answer). */
 RG_INLINE bool rg_free_slot_fast(struct rg_page *pg, void *p, uint32_t s)
 {
-    struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_RELAXED);
+    /* Acquire, paired with the release where a span gets its owner
+     * (page.c): the owner's theap may have been set up by another thread
+     * just before it took the span (a span of arena->own that another
+     * thread adopts while the caller still has a block in it), and its
+     * thread field is read next.  A plain load on x86. */
+    struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_ACQUIRE);
     if (RG_UNLIKELY(h->thread != &rg_tl && h->thread != RG_ANY_THREAD))
         return false;
     if (RG_UNLIKELY(__atomic_load_n(&pg->xfree, __ATOMIC_RELAXED) != NULL))

@@ -298,7 +298,7 @@ void rg_pageq_init(struct rg_pageq *q, uint32_t slot_size, enum rg_page_kind kin
 static void page_join(struct rg_pageq *q, struct rg_page *pg)
 {
     __atomic_store_n(&pg->queue, q, __ATOMIC_RELAXED);
-    __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELAXED);
+    __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELEASE); /* see rg_free_slot_fast */
     pg->xfree = NULL;
     __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
 }
@@ -645,7 +645,7 @@ static struct rg_page *queue_refill(struct rg_pageq *q)
 static void span_adopt(struct rg_pageq *q, struct rg_page *pg)
 {
     __atomic_store_n(&pg->queue, q, __ATOMIC_RELAXED);
-    __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELAXED);
+    __atomic_store_n(&pg->owner, q->owner, __ATOMIC_RELEASE); /* see rg_free_slot_fast */
     __atomic_store_n(&pg->in_full, 0, __ATOMIC_RELAXED);
     avail_push_front(q, pg);
 }
