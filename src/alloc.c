@@ -360,7 +360,7 @@ static RG_NOINLINE void free_heap(regal_arena *a, struct rg_chunk *c, void *p)
 RG_NOINLINE void rg_free_rest(void *p)
 {
     struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_IN_UNTRACKED_CHUNK(p, c, RG_CHUNK_HEAP)) {
+    if (rg_in_untracked_chunk(p, RG_CHUNK_HEAP)) {
         free_heap(c->arena, c, p);
         return;
     }

@@ -2,8 +2,6 @@
 #ifndef RG_CHUNK_H
 #define RG_CHUNK_H
 
-#include <string.h>
-
 #include "common.h"
 #include "os.h" /* enum rg_move */
 
@@ -23,8 +21,8 @@ struct rg_chunk {
     uint32_t magic;            /* RG_CHUNK_MAGIC while owned by an arena */
     uint16_t kind;             /* enum rg_chunk_kind */
     uint16_t tracked;          /* the owner's blocks are tracked (its RG_ARENA_TRACKED, copied
-                                  here: the fast paths test it with magic and kind in one
-                                  compare, and read no arena) */
+                                  here and into the chunk map, where the fast paths read it
+                                  with the kind and read no arena) */
     struct regal_arena *arena; /* owner; immutable while the chunk is owned */
     struct rg_chunk *next;     /* the arena's list of chunks of this kind */
     struct rg_chunk *prev;
@@ -36,23 +34,6 @@ struct rg_chunk {
 };
 
 #define RG_CHUNK_MAGIC 0x7265676cu /* "regl" */
-
-/* magic, kind and tracked as one word, the header's first 8 bytes: a
- * chunk of kind of an untracked arena has rg_chunk_tag(c) ==
- * RG_CHUNK_TAG(kind, 0), one compare. */
-#define RG_CHUNK_TAG(kind, tracked)                                                                \
-    ((uint64_t)RG_CHUNK_MAGIC | (uint64_t)(kind) << 32 | (uint64_t)(tracked) << 48)
-#define RG_CHUNK_TAG_KIND_MASK (((uint64_t)1 << 48) - 1) /* magic and kind */
-static_assert(offsetof(struct rg_chunk, kind) == 4 && offsetof(struct rg_chunk, tracked) == 6 &&
-                  __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "the tag is the header's first word");
-
-RG_INLINE uint64_t rg_chunk_tag(const struct rg_chunk *c)
-{
-    uint64_t tag;
-    memcpy(&tag, c, sizeof tag);
-    return tag;
-}
 
 /* The chunk whose header describes ptr.  A block never starts at its chunk's
  * first byte (the header is there), so ptr - 1 lies in the right chunk even

@@ -26,9 +26,11 @@ void rg_assert_fail(const char *file, int line, const char *expr) __attribute__(
 #else
 #define RG_ASSERT(e) (RG_LIKELY(e) ? (void)0 : rg_assert_fail(__FILE__, __LINE__, #e))
 #endif
-/* -DRG_MEASURE_NO_CHECKS compiles the fast paths' pointer and free-list
- * checks out, only so that bench/run-callgrind can state what they cost.
- * Such a build is never shipped or tested: it trusts every pointer. */
+/* -DRG_MEASURE_NO_CHECKS compiles the fast paths' slot, live-bit and
+ * free-list checks out, only so that bench/run-callgrind can state what
+ * they cost (the chunk map's byte stays: it is also how a fast path learns
+ * a chunk's kind).  Such a build is never shipped or tested: it trusts
+ * every pointer into a chunk. */
 #ifdef RG_MEASURE_NO_CHECKS
 #define RG_CHECKS 0
 #else

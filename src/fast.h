@@ -14,22 +14,21 @@
 #include "stats.h"
 
 /* Whether p (any pointer) lies in a mapped chunk of kind ck of an
- * untracked arena, c being rg_chunk_of(p): one byte of the chunk map
- * says both (chunk.h), and no header is read.  A tracked arena's metadata
- * is NOACCESS under memcheck: not read either.  NULL fails the map test
- * (its chunk would be the last of the address space).  Without the
- * checks, any pointer but NULL is trusted to be regal's, and the header
- * tells its kind (magic, kind and tracked in one 64-bit compare). */
-#define RG_IN_UNTRACKED_CHUNK(p, c, ck)                                                            \
-    (RG_CHECKS ? rg_chunk_map_tag(p) == RG_MAP_TAG(ck, 0)                                          \
-               : (p) != NULL && rg_chunk_tag(c) == RG_CHUNK_TAG(ck, 0))
+ * untracked arena: one byte of the chunk map says both (chunk.h), and no
+ * header is read (a tracked arena's metadata is NOACCESS under memcheck).
+ * NULL fails (its chunk would be the last of the address space). */
+RG_INLINE bool rg_in_untracked_chunk(const void *p, enum rg_chunk_kind ck)
+{
+    return rg_chunk_map_tag(p) == RG_MAP_TAG(ck, false);
+}
 
 /* The same for a chunk of any arena: for a caller that already knows the
  * arena it expects is untracked (never under memcheck, where all are) and
  * checks that what it finds belongs to it. */
-#define RG_IN_CHUNK(p, c, ck)                                                                      \
-    (RG_CHECKS ? (rg_chunk_map_tag(p) & ~RG_MAP_TRACKED) == RG_MAP_TAG(ck, 0)                      \
-               : (p) != NULL && (rg_chunk_tag(c) & RG_CHUNK_TAG_KIND_MASK) == RG_CHUNK_TAG(ck, 0))
+RG_INLINE bool rg_in_chunk(const void *p, enum rg_chunk_kind ck)
+{
+    return (rg_chunk_map_tag(p) & ~RG_MAP_TRACKED) == RG_MAP_TAG(ck, false);
+}
 
 /* The span of p if p (any pointer) is a slot boundary, live or not, of a
  * span of kind, *slot its index; else NULL.  With any_arena false (a
@@ -40,11 +39,10 @@
 RG_INLINE struct rg_page *rg_span_slot(const void *p, enum rg_page_kind kind, bool any_arena,
                                        uint32_t *slot)
 {
-    struct rg_chunk *c = rg_chunk_of(p);
-    if (RG_UNLIKELY(any_arena ? !RG_IN_CHUNK(p, c, RG_CHUNK_PAGES)
-                              : !RG_IN_UNTRACKED_CHUNK(p, c, RG_CHUNK_PAGES)))
+    if (RG_UNLIKELY(any_arena ? !rg_in_chunk(p, RG_CHUNK_PAGES)
+                              : !rg_in_untracked_chunk(p, RG_CHUNK_PAGES)))
         return NULL;
-    return rg_page_slot_at(c, (void *)p, kind, slot);
+    return rg_page_slot_at(rg_chunk_of(p), (void *)p, kind, slot);
 }
 
 RG_INLINE struct rg_page *rg_slot_of(const void *p, enum rg_page_kind kind, uint32_t *slot)
