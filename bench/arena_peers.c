@@ -21,9 +21,10 @@
  *          handler does with its per-frame data.  Variants:
  *            regal_arena  regal_alloc, then one regal_arena_reset
  *            regal_free   regal_alloc, then regal_free of each object
- *            glibc        malloc, then free of each (__libc_malloc and
- *                         __libc_free: linking mimalloc puts its malloc in
- *                         front of glibc's for the whole program)
+ *            glibc        malloc, then free of each: glibc's own, looked
+ *                         up in libc.so.6 (linking mimalloc puts its malloc
+ *                         and its __libc_malloc in front of glibc's for the
+ *                         whole program)
  *            mi_heap      mi_heap_new, mi_heap_malloc, then one
  *                         mi_heap_destroy: mimalloc's arena equivalent
  *            mi_free      mi_malloc, then mi_free of each
@@ -35,7 +36,7 @@
  *          Variants:
  *            regal_pool   regal_pool_alloc / regal_pool_free
  *            regal_free   regal_alloc / regal_free
- *            glibc        __libc_malloc / __libc_free
+ *            glibc        glibc's malloc / free, as in frame
  *            mi_free      mi_malloc / mi_free (mimalloc has no pools; its
  *                         size-segregated pages are the equivalent)
  *            jemalloc     malloc / free, jemalloc preloaded
@@ -72,9 +73,11 @@
 #define STEPS       10000000
 #define MAX_REPS    99
 
-/* glibc's own allocator, whatever malloc resolves to in this program. */
-extern void *__libc_malloc(size_t size);
-extern void __libc_free(void *p);
+/* glibc's own allocator, whatever malloc resolves to in this program:
+ * mimalloc, when linked, exports both malloc and __libc_malloc, so only a
+ * lookup in libc.so.6 itself finds glibc's (glibc_resolve). */
+static void *(*glibc_malloc)(size_t size);
+static void (*glibc_free)(void *p);
 
 enum variant {
     REGAL_ARENA,
@@ -146,7 +149,7 @@ static inline __attribute__((always_inline)) void *obj_alloc(enum variant v, siz
         p = regal_pool_alloc(pool);
         break;
     case GLIBC:
-        p = __libc_malloc(size);
+        p = glibc_malloc(size);
         break;
     case JEMALLOC:
     case TCMALLOC:
@@ -178,7 +181,7 @@ static inline __attribute__((always_inline)) void obj_free(enum variant v, void 
         regal_pool_free(pool, p);
         break;
     case GLIBC:
-        __libc_free(p);
+        glibc_free(p);
         break;
     case JEMALLOC:
     case TCMALLOC:
@@ -336,8 +339,38 @@ static double measure_pool(enum variant v, size_t steps)
     return ns;
 }
 
+/* Whether symbol p lives in libc.so.6. */
+static bool in_libc(void *p)
+{
+    Dl_info info;
+    if (p == NULL || dladdr(p, &info) == 0 || info.dli_fname == NULL)
+        return false;
+    const char *base = strrchr(info.dli_fname, '/');
+    return strcmp(base != NULL ? base + 1 : info.dli_fname, "libc.so.6") == 0;
+}
+
+/* Finds glibc's malloc and free in libc.so.6 (a handle's lookup starts at
+ * that library, not at the program); false with a message if they are not
+ * glibc's.  The memcpy is POSIX's way from dlsym's void * to a function
+ * pointer. */
+static bool glibc_resolve(void)
+{
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    void *m = libc != NULL ? dlsym(libc, "malloc") : NULL;
+    void *f = libc != NULL ? dlsym(libc, "free") : NULL;
+    if (!in_libc(m) || !in_libc(f)) {
+        fprintf(stderr, "arena_peers: glibc's malloc and free not found in libc.so.6\n");
+        return false;
+    }
+    memcpy(&glibc_malloc, &m, sizeof m);
+    memcpy(&glibc_free, &f, sizeof f);
+    return true;
+}
+
 static int child_main(enum scenario sc, enum variant v, double scale)
 {
+    if (v == GLIBC && !glibc_resolve())
+        return EXIT_FAILURE;
     if (marker_of[v] != NULL && dlsym(RTLD_DEFAULT, marker_of[v]) == NULL) {
         fprintf(stderr, "arena_peers: %s is not loaded (LD_PRELOAD=%s)\n", preload_of[v],
                 getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
