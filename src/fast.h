@@ -22,32 +22,14 @@ RG_INLINE bool rg_in_untracked_chunk(const void *p, enum rg_chunk_kind ck)
     return rg_chunk_map_tag(p) == RG_MAP_TAG(ck, false);
 }
 
-/* The same for a chunk of any arena: for a caller that already knows the
- * arena it expects is untracked (never under memcheck, where all are) and
- * checks that what it finds belongs to it. */
-RG_INLINE bool rg_in_chunk(const void *p, enum rg_chunk_kind ck)
-{
-    return (rg_chunk_map_tag(p) & ~RG_MAP_TRACKED) == RG_MAP_TAG(ck, false);
-}
-
 /* The span of p if p (any pointer) is a slot boundary, live or not, of a
- * span of kind, *slot its index; else NULL.  With any_arena false (a
- * constant), in an untracked arena only; true is for a caller that knows
- * the arena it expects is untracked and checks that the span found is
- * its own.  Any thread may ask: the span of a live slot does not
- * change. */
-RG_INLINE struct rg_page *rg_span_slot(const void *p, enum rg_page_kind kind, bool any_arena,
-                                       uint32_t *slot)
-{
-    if (RG_UNLIKELY(any_arena ? !rg_in_chunk(p, RG_CHUNK_PAGES)
-                              : !rg_in_untracked_chunk(p, RG_CHUNK_PAGES)))
-        return NULL;
-    return rg_page_slot_at(rg_chunk_of(p), (void *)p, kind, slot);
-}
-
+ * span of kind in an untracked arena, *slot its index; else NULL.  Any
+ * thread may ask: the span of a live slot does not change. */
 RG_INLINE struct rg_page *rg_slot_of(const void *p, enum rg_page_kind kind, uint32_t *slot)
 {
-    return rg_span_slot(p, kind, false, slot);
+    if (RG_UNLIKELY(!rg_in_untracked_chunk(p, RG_CHUNK_PAGES)))
+        return NULL;
+    return rg_page_slot_at(rg_chunk_of(p), (void *)p, kind, slot);
 }
 
 /* The same for a live slot only. */

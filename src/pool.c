@@ -119,7 +119,7 @@ RG_INLINE struct rg_page *pool_span_of(struct rg_pageq *q, void *obj, uint32_t *
     }
     /* Any other span: the pool's arena is untracked (a fast pool), and the
      * span found must be the pool's. */
-    pg = rg_span_slot(obj, RG_PAGE_POOL, true, slot);
+    pg = rg_slot_of(obj, RG_PAGE_POOL, slot);
     return pg != NULL && pg->queue == q ? pg : NULL;
 }
 
@@ -134,10 +134,14 @@ RG_INLINE bool pool_free_fast(regal_pool *p, void *obj)
     if (RG_UNLIKELY(pg == NULL || !rg_bit_take(pg->live, s)))
         return false;
     rg_counters_free(p->st, 1, pg->slot_size);
-    if (RG_LIKELY(p->hot_n < p->hot_cap)) {
+    uint32_t n = p->hot_n; /* read once: the link store below may alias p */
+    if (RG_LIKELY(n < p->hot_cap)) {
         if (RG_CHECKS)
             rg_link_set(obj, NULL); /* as on a free list: a write after free shows */
-        p->hot[p->hot_n++] = (struct rg_pool_hot){.obj = obj, .pg = pg, .slot = s};
+        p->hot.obj[n] = obj;
+        p->hot.pg[n] = pg;
+        p->hot.slot[n] = s;
+        p->hot_n = n + 1;
     } else {
         rg_page_push_cleared(pg, obj);
     }
@@ -164,19 +168,21 @@ RG_INLINE bool hot_written(const void *obj)
  * no stack frame. */
 RG_INLINE void *hot_pop(regal_pool *p)
 {
-    struct rg_pool_hot h = p->hot[--p->hot_n];
-    bool written = hot_written(h.obj);
-    rg_bit_set(h.pg->live, h.slot);
-    rg_counters_alloc(p->st, h.pg->slot_size, p->object_size);
-    return RG_UNLIKELY(written) ? hot_corrupt(p, h.obj) : h.obj;
+    uint32_t n = --p->hot_n;
+    void *obj = p->hot.obj[n];
+    struct rg_page *pg = p->hot.pg[n];
+    bool written = hot_written(obj);
+    rg_bit_set(pg->live, p->hot.slot[n]);
+    rg_counters_alloc(p->st, pg->slot_size, p->object_size);
+    return RG_UNLIKELY(written) ? hot_corrupt(p, obj) : obj;
 }
 
 void rg_pool_flush_hot(regal_pool *p)
 {
     for (uint32_t i = 0; i < p->hot_n; i++) {
-        if (hot_written(p->hot[i].obj))
-            hot_corrupt(p, p->hot[i].obj);
-        rg_page_push_cleared(p->hot[i].pg, p->hot[i].obj);
+        if (hot_written(p->hot.obj[i]))
+            hot_corrupt(p, p->hot.obj[i]);
+        rg_page_push_cleared(p->hot.pg[i], p->hot.obj[i]);
     }
     p->hot_n = 0;
 }
@@ -189,7 +195,7 @@ uint32_t rg_pool_held(const struct rg_page *pg)
         (const regal_pool *)((const uint8_t *)pg->queue - offsetof(struct regal_pool, q));
     uint32_t n = 0;
     for (uint32_t i = 0; i < p->hot_n; i++)
-        n += p->hot[i].pg == pg;
+        n += p->hot.pg[i] == pg;
     return n;
 }
 
@@ -201,13 +207,13 @@ bool rg_pool_hot_is_valid(regal_pool *p)
     for (uint32_t i = 0; i < p->hot_n; i++) {
         /* A freed slot of one of p's spans, in any page of it (the serving
          * span frees objects of all its pages the fast way). */
-        const struct rg_pool_hot *h = &p->hot[i];
+        void *obj = p->hot.obj[i];
+        struct rg_page *pg = p->hot.pg[i];
         struct rg_chunk *c;
         struct rg_ref ref;
-        if (rg_owner(h->obj, &c) != p->arena || rg_ref_resolve(c, h->obj, &ref) != RG_REF_DEAD ||
-            ref.page != h->pg || h->pg->queue != &p->q || rg_slot_index(h->pg, h->obj) != h->slot)
-            return rg_check_fail(h->obj, "pool %p: bad object %p in its hot stack", (void *)p,
-                                 h->obj);
+        if (rg_owner(obj, &c) != p->arena || rg_ref_resolve(c, obj, &ref) != RG_REF_DEAD ||
+            ref.page != pg || pg->queue != &p->q || rg_slot_index(pg, obj) != p->hot.slot[i])
+            return rg_check_fail(obj, "pool %p: bad object %p in its hot stack", (void *)p, obj);
     }
     return true;
 }

@@ -20,10 +20,13 @@ struct rg_counters;
 #define RG_POOL_HOT       16
 #define RG_POOL_HOT_BYTES ((size_t)32 << 10)
 
+/* The stack is three arrays, not an array of entries: each entry's
+ * fields are then one indexed move away, with no multiply by an entry's
+ * size (two instructions fewer in each of free and alloc). */
 struct rg_pool_hot {
-    void *obj;
-    struct rg_page *pg;
-    uint32_t slot;
+    void *obj[RG_POOL_HOT];
+    struct rg_page *pg[RG_POOL_HOT]; /* obj's span */
+    uint32_t slot[RG_POOL_HOT];      /* obj's slot in it */
 };
 
 struct regal_pool {
@@ -40,7 +43,7 @@ struct regal_pool {
     struct regal_pool *prev;
     uint32_t hot_cap; /* 0 unless fast */
     uint32_t hot_n;
-    struct rg_pool_hot hot[RG_POOL_HOT]; /* [hot_n - 1] freed last */
+    struct rg_pool_hot hot; /* entry hot_n - 1 freed last */
 };
 
 #define RG_POOL_OPEN offsetof(struct regal_pool, arena)

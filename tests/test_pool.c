@@ -46,25 +46,25 @@ static void check_fails(void)
 
 Test(pool_hot, an_entry_with_another_slot_fails_the_check)
 {
-    p->hot[0].slot ^= 1;
+    p->hot.slot[0] ^= 1;
     check_fails();
-    p->hot[0].slot ^= 1;
+    p->hot.slot[0] ^= 1;
     cr_assert_eq(regal_arena_check(a), 0);
 }
 
 Test(pool_hot, an_entry_whose_object_is_live_fails_the_check)
 {
-    p->hot[0].obj = obj[2];
+    p->hot.obj[0] = obj[2];
     check_fails();
-    p->hot[0].obj = obj[1];
+    p->hot.obj[0] = obj[1];
     cr_assert_eq(regal_arena_check(a), 0);
 }
 
 Test(pool_hot, an_entry_outside_regal_fails_the_check)
 {
     static _Alignas(16) char elsewhere[96];
-    p->hot[0].obj = elsewhere;
+    p->hot.obj[0] = elsewhere;
     check_fails();
-    p->hot[0].obj = obj[1];
+    p->hot.obj[0] = obj[1];
     cr_assert_eq(regal_arena_check(a), 0);
 }
