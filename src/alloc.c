@@ -178,14 +178,19 @@ void *regal_aligned_alloc(regal_arena *a, size_t alignment, size_t size)
     return alloc_small_slow(a, rg_theap_of(a), (unsigned)c, size, alignment);
 }
 
-/* Makes untracked block p of size bytes read as zero; a large block's
- * fresh pages already do (calloc(256 MiB) used to make every page
- * resident, as glibc's does not). */
+/* Makes untracked block p of size bytes, just allocated by the caller,
+ * read as zero; a large block's fresh pages already do (calloc(256 MiB)
+ * used to make every page resident, as glibc's does not).  A heap block's
+ * usable size is read from its header with no lock, as the caller's live
+ * block allows: regal_usable_size took the arena lock for it, and threads
+ * whose callocs their caches served queued on that lock (rptest). */
 static void zero_block(void *p, size_t size)
 {
     struct rg_chunk *c = rg_chunk_of(p); /* a large block's own header above RG_HEAP_MAX */
     if (size > RG_HEAP_MAX && c->kind == RG_CHUNK_LARGE)
         rg_large_zero(c);
+    else if (c->kind == RG_CHUNK_HEAP)
+        memset(p, 0, rg_heap_usable(p));
     else
         memset(p, 0, regal_usable_size(p));
 }

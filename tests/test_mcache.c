@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "arena.h"
 #include "helpers.h"
@@ -115,6 +116,26 @@ Test(mcache, a_freed_block_is_cached_and_comes_back)
     cr_assert_eq(regal_usable_size(q), usable);
     cr_assert_eq(stats_of(a).in_use, usable);
     cr_assert_eq(cached_count(m), 0);
+    regal_free(q);
+}
+
+/* calloc of a block the cache serves clears it with no lock: the arena
+ * lock, held here as another thread inside a heap operation would, is
+ * never asked for (before, the clear asked regal_usable_size, which took
+ * it: this test then hangs until its timeout). */
+Test(mcache, a_cached_block_is_callocd_with_no_lock, .timeout = 20)
+{
+    cache_on();
+    void *p = regal_alloc(a, MEDIUM);
+    size_t usable = regal_usable_size(p);
+    memset(p, 0xab, usable);
+    regal_free(p);
+    pthread_mutex_lock(&a->lock);
+    unsigned char *q = regal_calloc(a, 1, MEDIUM);
+    pthread_mutex_unlock(&a->lock);
+    cr_assert_eq(q, p, "served by the cache");
+    for (size_t i = 0; i < usable; i++)
+        cr_assert_eq(q[i], 0, "byte %zu of %zu", i, usable);
     regal_free(q);
 }
 
