@@ -86,20 +86,22 @@ SHIM void *malloc(size_t size)
     return p;
 }
 
-static RG_NOINLINE void free_slow(void *p)
+/* pg: the class span free's rg_free_fast found. */
+static RG_NOINLINE void free_slow(void *p, struct rg_page *pg)
 {
     if (p == NULL)
         return;
     int saved = errno;
-    rg_free_rest(p); /* free ran rg_free_fast already */
+    rg_free_rest(p, pg);
     errno = saved;
 }
 
 SHIM void free(void *p)
 {
-    if (RG_LIKELY(rg_free_fast(p)))
+    struct rg_page *pg;
+    if (RG_LIKELY(rg_free_fast(p, &pg)))
         return;
-    free_slow(p);
+    free_slow(p, pg);
 }
 
 /* What calloc's fast path does not serve: an overflow, a tracked block

@@ -361,18 +361,18 @@ static RG_NOINLINE void free_heap(regal_arena *a, struct rg_chunk *c, void *p)
     }
 }
 
-/* The fast path is fast.h's; every other case starts here. */
-RG_NOINLINE void rg_free_rest(void *p)
+/* The fast path is fast.h's; every other case starts here, with the class
+ * span it found (rg_free_fast): p is at a slot boundary of pg. */
+RG_NOINLINE void rg_free_rest(void *p, struct rg_page *pg)
 {
-    struct rg_chunk *c = rg_chunk_of(p);
-    if (rg_in_untracked_chunk(p, RG_CHUNK_HEAP)) {
-        free_heap(c->arena, c, p);
+    uint32_t s = pg != NULL ? rg_slot_index(pg, p) : 0;
+    if (pg != NULL && (!RG_CHECKS || rg_bit_test(pg->live, s))) {
+        free_class_slow(rg_chunk_of(p)->arena, pg, p, s);
         return;
     }
-    uint32_t s;
-    struct rg_page *pg = rg_live_slot(p, RG_PAGE_CLASS, &s);
-    if (pg != NULL)
-        free_class_slow(rg_chunk_of(p)->arena, pg, p, s);
+    struct rg_chunk *c = rg_chunk_of(p);
+    if (rg_in_untracked_chunk(p, RG_CHUNK_HEAP))
+        free_heap(c->arena, c, p);
     else
         free_slow(p);
 }
@@ -381,9 +381,10 @@ RG_NOINLINE void rg_free_rest(void *p)
  * callers (realloc, track.c) take one jump more. */
 void regal_free(void *p)
 {
-    if (RG_LIKELY(rg_free_fast(p)))
+    struct rg_page *pg;
+    if (RG_LIKELY(rg_free_fast(p, &pg)))
         return;
-    rg_free_rest(p);
+    rg_free_rest(p, pg);
 }
 
 void rg_free_checked(void *p)

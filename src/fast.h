@@ -134,13 +134,16 @@ RG_INLINE void *rg_aligned_fast_default(size_t size, size_t align)
  * and cleared last, in one go, once nothing else can send p elsewhere. */
 RG_INLINE bool rg_free_slot_fast(struct rg_page *pg, void *p, uint32_t s);
 
-RG_INLINE bool rg_free_fast(void *p)
+/* The same for any pointer p.  When it does nothing, *pg is p's class span
+ * (NULL if p is no class slot of an untracked arena), for rg_free_rest: a
+ * free from another thread then needs no second lookup. */
+RG_INLINE bool rg_free_fast(void *p, struct rg_page **pg)
 {
     uint32_t s;
-    struct rg_page *pg = rg_slot_of(p, RG_PAGE_CLASS, &s);
-    if (RG_UNLIKELY(pg == NULL))
+    *pg = rg_slot_of(p, RG_PAGE_CLASS, &s);
+    if (RG_UNLIKELY(*pg == NULL))
         return false;
-    return rg_free_slot_fast(pg, p, s);
+    return rg_free_slot_fast(*pg, p, s);
 }
 
 /* The same for p, slot s of class span pg (rg_slot_of's answer). */
