@@ -9,11 +9,41 @@
  *   pool    regal_pool_alloc/regal_pool_free, single-thread arena
  *   malloc  malloc/free (whatever LD_PRELOAD provides)
  *   bare    malloc/free, nothing else live
+ *   remote  N mallocs, then a second thread frees the N blocks (a pair is
+ *           a malloc and a free from another thread)
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "regal.h"
+
+static void **blocks;
+static long count;
+
+static void *free_all(void *arg)
+{
+    for (long i = 0; i < count; i++)
+        free(blocks[i]);
+    return arg;
+}
+
+/* n blocks of size bytes, freed by another thread. */
+static int remote_pairs(size_t size, long n)
+{
+    pthread_t t;
+    count = n;
+    if ((blocks = malloc((size_t)n * sizeof *blocks)) == NULL)
+        return 1;
+    for (long i = 0; i < n; i++) {
+        blocks[i] = malloc(size);
+        *(volatile char *)blocks[i] = 1;
+    }
+    if (pthread_create(&t, NULL, free_all, NULL) != 0 || pthread_join(t, NULL) != 0)
+        return 1;
+    free(blocks);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -28,6 +58,8 @@ int main(int argc, char **argv)
     if (a == NULL || pool == NULL)
         return 1;
     void *keep = NULL;
+    if (!strcmp(mode, "remote"))
+        return remote_pairs(size, n);
     if (!strcmp(mode, "pool")) {
         keep = regal_pool_alloc(pool);
         for (long i = 0; i < n; i++) {
