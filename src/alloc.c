@@ -365,13 +365,11 @@ static RG_NOINLINE void free_heap(regal_arena *a, struct rg_chunk *c, void *p)
  * span it found (rg_free_fast): p is at a slot boundary of pg. */
 RG_NOINLINE void rg_free_rest(void *p, struct rg_page *pg)
 {
-    uint32_t s = pg != NULL ? rg_slot_index(pg, p) : 0;
-    if (pg != NULL && (!RG_CHECKS || rg_bit_test(pg->live, s))) {
-        free_class_slow(rg_chunk_of(p)->arena, pg, p, s);
-        return;
-    }
     struct rg_chunk *c = rg_chunk_of(p);
-    if (rg_in_untracked_chunk(p, RG_CHUNK_HEAP))
+    uint32_t s = pg != NULL ? rg_slot_index(pg, p) : 0;
+    if (pg != NULL && (!RG_CHECKS || rg_bit_test(pg->live, s)))
+        free_class_slow(c->arena, pg, p, s);
+    else if (rg_in_untracked_chunk(p, RG_CHUNK_HEAP))
         free_heap(c->arena, c, p);
     else
         free_slow(p);
