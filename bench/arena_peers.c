@@ -339,32 +339,20 @@ static double measure_pool(enum variant v, size_t steps)
     return ns;
 }
 
-/* Whether symbol p lives in libc.so.6. */
-static bool in_libc(void *p)
-{
-    Dl_info info;
-    if (p == NULL || dladdr(p, &info) == 0 || info.dli_fname == NULL)
-        return false;
-    const char *base = strrchr(info.dli_fname, '/');
-    return strcmp(base != NULL ? base + 1 : info.dli_fname, "libc.so.6") == 0;
-}
-
 /* Finds glibc's malloc and free in libc.so.6 (a handle's lookup starts at
  * that library, not at the program); false with a message if they are not
- * glibc's.  The memcpy is POSIX's way from dlsym's void * to a function
- * pointer. */
+ * glibc's. */
 static bool glibc_resolve(void)
 {
     void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
-    void *m = libc != NULL ? dlsym(libc, "malloc") : NULL;
-    void *f = libc != NULL ? dlsym(libc, "free") : NULL;
-    if (!in_libc(m) || !in_libc(f)) {
-        fprintf(stderr, "arena_peers: glibc's malloc and free not found in libc.so.6\n");
-        return false;
+    if (libc != NULL) {
+        glibc_malloc = (void *(*)(size_t))wl_function(libc, "malloc", "libc.so.6");
+        glibc_free = (void (*)(void *))wl_function(libc, "free", "libc.so.6");
     }
-    memcpy(&glibc_malloc, &m, sizeof m);
-    memcpy(&glibc_free, &f, sizeof f);
-    return true;
+    if (glibc_malloc != NULL && glibc_free != NULL)
+        return true;
+    fprintf(stderr, "arena_peers: glibc's malloc and free not found in libc.so.6\n");
+    return false;
 }
 
 static int child_main(enum scenario sc, enum variant v, double scale)

@@ -111,17 +111,6 @@ static void release(struct block *b, const char *when)
     b->p = 0;
 }
 
-/* The function of whatever allocator answers to name; NULL if none.  The
- * memcpy is POSIX's way from dlsym's void * to a function pointer. */
-static void (*symbol(const char *name))(void)
-{
-    void (*fn)(void) = NULL;
-    void *sym = dlsym(RTLD_DEFAULT, name);
-    if (sym != NULL)
-        memcpy(&fn, &sym, sizeof fn);
-    return fn;
-}
-
 /* malloc_trim(0); 0 if no allocator has it.  For handles: compaction and
  * a trim of the handle arena first (malloc_trim then gives back what the
  * index of blocks left behind as it grew). */
@@ -131,7 +120,7 @@ static int trim(void)
 #ifdef FRAG_HANDLES
     released = regal_arena_compact(arena) + regal_arena_trim(arena) > 0;
 #endif
-    int (*fn)(size_t) = (int (*)(size_t))symbol("malloc_trim");
+    int (*fn)(size_t) = (int (*)(size_t))wl_function(RTLD_DEFAULT, "malloc_trim", NULL);
     return (fn != NULL && fn(0)) || released;
 }
 
@@ -142,7 +131,7 @@ static void print_stats(void)
 #ifdef FRAG_HANDLES
     regal_arena_print_stats(arena, stderr);
 #else
-    void (*fn)(void) = symbol("malloc_stats");
+    void (*fn)(void) = wl_function(RTLD_DEFAULT, "malloc_stats", NULL);
     if (fn != NULL)
         fn();
 #endif

@@ -5,6 +5,7 @@
  */
 #include "workload.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -95,6 +96,28 @@ size_t wl_scaled(size_t n, double scale)
 {
     double v = (double)n * scale + 0.5;
     return v < 1 ? 1 : (size_t)v;
+}
+
+/* ---- Symbols --------------------------------------------------------------------- */
+
+/* Whether symbol sym lives in the library whose file name is lib. */
+static bool comes_from(const void *sym, const char *lib)
+{
+    Dl_info info;
+    if (dladdr(sym, &info) == 0 || info.dli_fname == NULL)
+        return false;
+    const char *base = strrchr(info.dli_fname, '/');
+    return strcmp(base != NULL ? base + 1 : info.dli_fname, lib) == 0;
+}
+
+/* The memcpy is POSIX's way from dlsym's void * to a function pointer. */
+void (*wl_function(void *handle, const char *name, const char *lib))(void)
+{
+    void (*fn)(void) = NULL;
+    void *sym = dlsym(handle, name);
+    if (sym != NULL && (lib == NULL || comes_from(sym, lib)))
+        memcpy(&fn, &sym, sizeof fn);
+    return fn;
 }
 
 /* ---- Time and memory ------------------------------------------------------------ */

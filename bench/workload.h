@@ -45,6 +45,15 @@ void wl_parse(int argc, char **argv, const struct wl_option *opts, size_t nopts,
  * work (bench/run --quick passes 0.25). */
 size_t wl_scaled(size_t n, double scale);
 
+/* ---- Symbols --------------------------------------------------------------------- */
+
+/* The function name as dlsym(handle, name) finds it (RTLD_DEFAULT:
+ * whichever library answers first), or NULL.  With lib not NULL, only if
+ * it comes from the library of that file name (dladdr; "libc.so.6"):
+ * programs that link one allocator and measure another check whose
+ * function they hold. */
+void (*wl_function(void *handle, const char *name, const char *lib))(void);
+
 /* ---- Time and memory ------------------------------------------------------------ */
 
 /* CLOCK_MONOTONIC in seconds. */
