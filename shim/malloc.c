@@ -86,14 +86,21 @@ SHIM void *malloc(size_t size)
     return p;
 }
 
-/* pg: the class span free's rg_free_fast found. */
-static RG_NOINLINE void free_slow(void *p, struct rg_page *pg)
+/* The frees that may make a system call (free keeps errno). */
+static RG_NOINLINE void free_rest(void *p, struct rg_page *pg)
 {
-    if (p == NULL)
-        return;
     int saved = errno;
     rg_free_rest(p, pg);
     errno = saved;
+}
+
+/* pg: the class span free's rg_free_fast found.  A free from another
+ * thread needs no frame here: the rest is a tail call. */
+static RG_NOINLINE void free_slow(void *p, struct rg_page *pg)
+{
+    if (p == NULL || (pg != NULL && rg_free_remote(p, pg)))
+        return;
+    free_rest(p, pg);
 }
 
 SHIM void free(void *p)

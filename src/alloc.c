@@ -361,8 +361,9 @@ static RG_NOINLINE void free_heap(regal_arena *a, struct rg_chunk *c, void *p)
     }
 }
 
-/* The fast path is fast.h's; every other case starts here, with the class
- * span it found (rg_free_fast): p is at a slot boundary of pg. */
+/* The fast path is fast.h's, rg_free_remote the next; every other case
+ * starts here, with the class span rg_free_fast found: p is at a slot
+ * boundary of pg. */
 RG_NOINLINE void rg_free_rest(void *p, struct rg_page *pg)
 {
     struct rg_chunk *c = rg_chunk_of(p);
@@ -375,6 +376,13 @@ RG_NOINLINE void rg_free_rest(void *p, struct rg_page *pg)
         free_slow(p);
 }
 
+/* Past the fast path: both steps out of line, so regal_free has no frame. */
+static RG_NOINLINE void free_rest(void *p, struct rg_page *pg)
+{
+    if (pg == NULL || !rg_free_remote(p, pg))
+        rg_free_rest(p, pg);
+}
+
 /* The fast path inlined here, the public entry point; the engine's own
  * callers (realloc, track.c) take one jump more. */
 void regal_free(void *p)
@@ -382,7 +390,7 @@ void regal_free(void *p)
     struct rg_page *pg;
     if (RG_LIKELY(rg_free_fast(p, &pg)))
         return;
-    rg_free_rest(p, pg);
+    free_rest(p, pg);
 }
 
 void rg_free_checked(void *p)

@@ -212,7 +212,8 @@ void rg_free_checked(void *p);
  * first two take no tracked arena. */
 void *rg_alloc_rest(regal_arena *a, size_t size);
 void *rg_calloc_rest(regal_arena *a, size_t total);
-/* pg: the class span rg_free_fast found (NULL: none). */
+/* A free that neither rg_free_fast nor rg_free_remote (fast.h) finished;
+ * pg: the class span rg_free_fast found (NULL: none). */
 void rg_free_rest(void *p, struct rg_page *pg);
 /* realloc of p, live slot s of class span pg of an untracked arena, in
  * that arena (alloc.c; the shim's realloc calls it directly). */

@@ -166,6 +166,26 @@ RG_INLINE bool rg_free_slot_fast(struct rg_page *pg, void *p, uint32_t s)
     return true;
 }
 
+/* The next case when rg_free_fast did nothing and found class span pg
+ * (not NULL): p is a live slot of a span that another thread's theap owns
+ * (or the arena's own), freed by a thread with a theap of its arena.  It
+ * goes onto pg's xfree list, counted in the caller's theap, with no lock
+ * and no system call (errno stays); false, with nothing done, in every
+ * other case (rg_free_rest's). */
+RG_INLINE bool rg_free_remote(void *p, struct rg_page *pg)
+{
+    uint32_t s = rg_slot_index(pg, p);
+    if (RG_CHECKS && !rg_bit_test(pg->live, s))
+        return false;
+    struct rg_theap *h = rg_theap_of(rg_chunk_of(p)->arena);
+    if (h == NULL || __atomic_load_n(&pg->owner, __ATOMIC_RELAXED) == h)
+        return false;
+    uint32_t size = pg->slot_size; /* before the span can change hands */
+    rg_page_free_remote(pg, p);
+    rg_counters_free(&h->st, 1, size);
+    return true;
+}
+
 /* The span of p if p is a live class slot of an untracked arena, else
  * NULL. */
 RG_INLINE struct rg_page *rg_class_block(const void *p)

@@ -344,21 +344,6 @@ static void page_carve(struct rg_page *pg)
 
 /* ---- frees from other threads ---- */
 
-void rg_page_free_remote(struct rg_page *pg, void *p)
-{
-    void *old = __atomic_load_n(&pg->xfree, __ATOMIC_RELAXED);
-    do
-        rg_link_set(p, old);
-    while (!__atomic_compare_exchange_n(&pg->xfree, &old, p, true, __ATOMIC_SEQ_CST,
-                                        __ATOMIC_RELAXED));
-    /* The first remote free of a full span tells its queue, which does not
-     * look at full spans otherwise; to_full pairs with this. */
-    if (old == NULL && __atomic_load_n(&pg->in_full, __ATOMIC_SEQ_CST)) {
-        struct rg_pageq *q = __atomic_load_n(&pg->queue, __ATOMIC_RELAXED);
-        __atomic_store_n(&q->remote, 1, __ATOMIC_RELAXED);
-    }
-}
-
 uint32_t rg_page_collect(struct rg_page *pg)
 {
     if (__atomic_load_n(&pg->xfree, __ATOMIC_RELAXED) == NULL)

@@ -377,7 +377,20 @@ RG_INLINE struct rg_page *rg_page_slot(struct rg_chunk *c, void *p, enum rg_page
 
 /* Frees live slot p of a span owned by another thread: onto the span's
  * xfree list, which the owner collects when it runs short (no lock). */
-void rg_page_free_remote(struct rg_page *pg, void *p);
+RG_INLINE void rg_page_free_remote(struct rg_page *pg, void *p)
+{
+    void *old = __atomic_load_n(&pg->xfree, __ATOMIC_RELAXED);
+    do
+        rg_link_set(p, old);
+    while (!__atomic_compare_exchange_n(&pg->xfree, &old, p, true, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED));
+    /* The first remote free of a full span tells its queue, which does not
+     * look at full spans otherwise; to_full pairs with this. */
+    if (old == NULL && __atomic_load_n(&pg->in_full, __ATOMIC_SEQ_CST)) {
+        struct rg_pageq *q = __atomic_load_n(&pg->queue, __ATOMIC_RELAXED);
+        __atomic_store_n(&q->remote, 1, __ATOMIC_RELAXED);
+    }
+}
 /* Moves the slots of pg's xfree list to its free list (owner only); the
  * number of slots collected. */
 uint32_t rg_page_collect(struct rg_page *pg);
