@@ -348,18 +348,20 @@ uint32_t rg_page_collect(struct rg_page *pg)
 {
     if (__atomic_load_n(&pg->xfree, __ATOMIC_RELAXED) == NULL)
         return 0;
-    void *p = __atomic_exchange_n(&pg->xfree, NULL, __ATOMIC_ACQUIRE);
+    /* The xfree list's links are free-list links (rg_link_set): its slots
+     * go onto the free list as one piece, with a write to the last only. */
+    void *head = __atomic_exchange_n(&pg->xfree, NULL, __ATOMIC_ACQUIRE), *tail = NULL;
     uint32_t n = 0;
-    while (p != NULL) {
+    for (void *p = head; p != NULL; p = rg_link_get(p)) {
         size_t off = (size_t)((uint8_t *)p - pg->start);
-        uint32_t s = rg_slot_index(pg, p);
-        if (off >= pg->bytes || (size_t)s * pg->slot_size != off) {
+        uint32_t s;
+        if (off >= pg->bytes || !rg_slot_at(pg, off, &s)) {
             rg_report(REGAL_ERR_CORRUPTION, p, NULL,
                       "remote free list of a %u-byte page holds %p (list dropped)", pg->slot_size,
                       p);
             break;
         }
-        if (!rg_bit_test(pg->live, s)) {
+        if (!rg_bit_take(pg->live, s)) {
             /* Pushed twice: the list runs into itself or the free list
              * from here, so the rest of it is dropped (those slots stay
              * counted as live, never handed out again). */
@@ -367,13 +369,13 @@ uint32_t rg_page_collect(struct rg_page *pg)
                       "free of %p: block already freed (double free from another thread)", p);
             break;
         }
-        void *next = rg_link_get(p);
-        rg_bit_clear(pg->live, s);
-        rg_link_set(p, pg->free);
-        pg->free = p;
-        pg->used--;
+        tail = p;
         n++;
-        p = next;
+    }
+    if (tail != NULL) {
+        rg_link_set(tail, pg->free);
+        pg->free = head;
+        pg->used -= n;
     }
     return n;
 }

@@ -260,6 +260,57 @@ Test(theap, double_free_by_two_other_threads_is_reported_when_collected)
     regal_arena_destroy(a);
 }
 
+/* ---- a write after a free by another thread ---------------------------------- */
+
+typedef struct free_list_job {
+    void **blocks;
+    size_t n;
+} free_list_job;
+
+static void *free_list(void *arg)
+{
+    free_list_job *j = arg;
+    for (size_t i = 0; i < j->n; i++)
+        regal_free(j->blocks[i]);
+    return NULL;
+}
+
+/* Another thread frees b[0..3] (its xfree list: b[3] first); the program
+ * then overwrites b[1]'s link.  The owner's collection takes b[3], b[2]
+ * and b[1] (a sound slot with a bad link), reports the rest of the list and
+ * drops it: b[0] is never handed out again, and no address the bad link
+ * names is. */
+Test(theap, a_write_after_a_remote_free_is_reported_when_collected)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    void *b[4], *q = regal_alloc(a, SIZE);
+    cr_assert_not_null(q);
+    for (int i = 0; i < 4; i++)
+        cr_assert_not_null(b[i] = regal_alloc(a, SIZE));
+    free_list_job j = {b, 4};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, free_list, &j), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    memset(b[1], 0x41, sizeof(void *)); /* a write after free */
+    error_log log;
+    error_log_install(&log);
+    regal_free(q); /* its span has remote frees waiting: collected first */
+    cr_assert_eq(log.count, 1, "%u reports", log.count);
+    cr_assert_eq(log.kind, REGAL_ERR_CORRUPTION);
+    cr_assert_eq(regal_arena_check(a), 0);
+    void *again[64];
+    for (int i = 0; i < 64; i++) {
+        cr_assert_not_null(again[i] = regal_alloc(a, SIZE));
+        cr_assert(again[i] != b[0], "the dropped slot was handed out");
+        memset(again[i], 0, SIZE);
+    }
+    cr_assert_eq(regal_arena_check(a), 0);
+    error_log_remove();
+    cr_assert_eq(log.count, 1, "%u reports", log.count); /* the free list is sound */
+    regal_arena_destroy(a);
+}
+
 /* ---- fork with another thread's state --------------------------------------- */
 
 typedef struct holder {
