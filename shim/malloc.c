@@ -94,7 +94,7 @@ static RG_NOINLINE void free_rest(void *p, struct rg_page *pg)
     errno = saved;
 }
 
-/* pg: the class span free's rg_free_fast found.  A free from another
+/* pg: the class span free's rg_free_fast_default found.  A free from another
  * thread needs no frame here: the rest is a tail call. */
 static RG_NOINLINE void free_slow(void *p, struct rg_page *pg)
 {
@@ -106,7 +106,7 @@ static RG_NOINLINE void free_slow(void *p, struct rg_page *pg)
 SHIM void free(void *p)
 {
     struct rg_page *pg;
-    if (RG_LIKELY(rg_free_fast(p, &pg)))
+    if (RG_LIKELY(rg_free_fast_default(p, &pg)))
         return;
     free_slow(p, pg);
 }

@@ -127,26 +127,25 @@ RG_INLINE void *rg_aligned_fast_default(size_t size, size_t align)
     return rg_aligned_from(rg_default_theap(), size, align);
 }
 
+/* Frees p, slot s of class span pg, which theap h owns (the caller
+ * checked), if no remote frees wait there and p is live; false if it did
+ * nothing.  The live bit is tested and cleared last, in one go, once
+ * nothing else can send p elsewhere. */
+RG_INLINE bool rg_free_owned_fast(struct rg_theap *h, struct rg_page *pg, void *p, uint32_t s)
+{
+    if (RG_UNLIKELY(__atomic_load_n(&pg->xfree, __ATOMIC_RELAXED) != NULL))
+        return false;
+    if (RG_UNLIKELY(!rg_bit_take(pg->live, s)))
+        return false;
+    rg_counters_free(&h->st, 1, pg->slot_size);
+    rg_page_push_cleared(pg, p);
+    return true;
+}
+
 /* Frees p if it is a live slot of a class span owned by the caller's theap
  * (its owner's thread is the caller, or any thread for an untracked
  * single-thread arena) with no remote frees waiting; false if it did
- * nothing.  Blocks of tracked arenas never pass.  The live bit is tested
- * and cleared last, in one go, once nothing else can send p elsewhere. */
-RG_INLINE bool rg_free_slot_fast(struct rg_page *pg, void *p, uint32_t s);
-
-/* The same for any pointer p.  When it does nothing, *pg is p's class span
- * (NULL if p is no class slot of an untracked arena), for rg_free_rest: a
- * free from another thread then needs no second lookup. */
-RG_INLINE bool rg_free_fast(void *p, struct rg_page **pg)
-{
-    uint32_t s;
-    *pg = rg_slot_of(p, RG_PAGE_CLASS, &s);
-    if (RG_UNLIKELY(*pg == NULL))
-        return false;
-    return rg_free_slot_fast(*pg, p, s);
-}
-
-/* The same for p, slot s of class span pg (rg_slot_of's answer). */
+ * nothing.  Blocks of tracked arenas never pass. */
 RG_INLINE bool rg_free_slot_fast(struct rg_page *pg, void *p, uint32_t s)
 {
     /* Acquire, paired with the release where a span gets its owner
@@ -157,13 +156,35 @@ RG_INLINE bool rg_free_slot_fast(struct rg_page *pg, void *p, uint32_t s)
     struct rg_theap *h = __atomic_load_n(&pg->owner, __ATOMIC_ACQUIRE);
     if (RG_UNLIKELY(h->thread != &rg_tl && h->thread != RG_ANY_THREAD))
         return false;
-    if (RG_UNLIKELY(__atomic_load_n(&pg->xfree, __ATOMIC_RELAXED) != NULL))
+    return rg_free_owned_fast(h, pg, p, s);
+}
+
+/* The same for any pointer p.  When it does nothing, *pg is p's class span
+ * (NULL if p is no class slot of an untracked arena), for rg_free_remote
+ * and rg_free_rest: a free from another thread then needs no second
+ * lookup. */
+RG_INLINE bool rg_free_fast(void *p, struct rg_page **pg)
+{
+    uint32_t s;
+    *pg = rg_slot_of(p, RG_PAGE_CLASS, &s);
+    if (RG_UNLIKELY(*pg == NULL))
         return false;
-    if (RG_UNLIKELY(!rg_bit_take(pg->live, s)))
+    return rg_free_slot_fast(*pg, p, s);
+}
+
+/* rg_free_fast for the shim: only a span of the caller's theap of the
+ * default arena passes, which one compare of the span's owner tells (a
+ * block of any other arena takes the slow path). */
+RG_INLINE bool rg_free_fast_default(void *p, struct rg_page **pg)
+{
+    uint32_t s;
+    *pg = rg_slot_of(p, RG_PAGE_CLASS, &s);
+    if (RG_UNLIKELY(*pg == NULL))
         return false;
-    rg_counters_free(&h->st, 1, pg->slot_size);
-    rg_page_push_cleared(pg, p);
-    return true;
+    struct rg_theap *h = rg_default_theap();
+    if (RG_UNLIKELY(__atomic_load_n(&(*pg)->owner, __ATOMIC_RELAXED) != h))
+        return false;
+    return rg_free_owned_fast(h, *pg, p, s);
 }
 
 /* The next case when rg_free_fast did nothing and found class span pg

@@ -1291,7 +1291,8 @@ static void capture_end(capture *c, char *buf, size_t cap)
 }
 #endif
 
-static bool explicit_arena_blocks_are_freed_by_free(void)
+/* Blocks of an explicit arena with the given flags, freed by free(). */
+static bool explicit_arena_blocks_are_freed(unsigned flags)
 {
     bool ok = true;
 #ifdef HAVE_REGAL_H
@@ -1299,7 +1300,7 @@ static bool explicit_arena_blocks_are_freed_by_free(void)
         FAIL("regal API not found");
         return false;
     }
-    regal_arena_config cfg = {"conformance", 0, 0};
+    regal_arena_config cfg = {"conformance", 0, flags};
     regal_arena *a = rg.arena_create(&cfg);
     EXPECT(a != NULL, "regal_arena_create failed");
     if (!a)
@@ -1330,9 +1331,22 @@ static bool explicit_arena_blocks_are_freed_by_free(void)
     EXPECT(rg.arena_check(a) == 0, "regal_arena_check(explicit arena) failed after free()");
     rg.arena_destroy(a);
 #else
+    (void)flags;
     FAIL("built without regal.h");
 #endif
     return ok;
+}
+
+static bool explicit_arena_blocks_are_freed_by_free(void)
+{
+    return explicit_arena_blocks_are_freed(0);
+}
+
+/* free's fast path takes only the default arena's blocks: a single-thread
+ * arena's go through the slow path (no lock there). */
+static bool single_thread_arena_blocks_are_freed_by_free(void)
+{
+    return explicit_arena_blocks_are_freed(REGAL_ARENA_SINGLE_THREAD);
 }
 
 /* Child bodies for the misuse checks.  Exit status bits say what went wrong:
@@ -1532,6 +1546,8 @@ static const struct {
      glibc_helpers_allocate_through_the_shim},
     {"explicit-arena blocks (regal_alloc) are freed by plain free",
      explicit_arena_blocks_are_freed_by_free},
+    {"single-thread arena blocks are freed by plain free",
+     single_thread_arena_blocks_are_freed_by_free},
     {"free of a stack address is reported (regal: line) and ignored",
      free_of_a_stack_address_is_reported_and_ignored},
     {"double free is reported and ignored", double_free_is_reported_and_ignored},
