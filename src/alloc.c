@@ -429,13 +429,18 @@ RG_NOINLINE size_t rg_usable_size_slow(const void *p)
 {
     if (p == NULL)
         return 0;
+    /* A live heap block's header tells its size with no lock: threads that
+     * ask the size of every block do not queue on the arena's lock. */
+    size_t n = rg_in_untracked_chunk(p, RG_CHUNK_HEAP) ? rg_heap_live_usable(rg_chunk_of(p), p) : 0;
+    if (n != 0)
+        return n;
     if (rg_owner_tracked(p))
         return rg_track_usable(p);
     struct rg_ref ref;
     regal_arena *a = lock_block("usable_size", p, &ref, true);
     if (a == NULL)
         return 0;
-    size_t n = rg_ref_usable(&ref, p);
+    n = rg_ref_usable(&ref, p);
     rg_arena_unlock(a);
     return n;
 }

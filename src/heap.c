@@ -384,10 +384,18 @@ void *rg_heap_alloc(struct regal_arena *a, size_t size, size_t align, size_t *us
     return user;
 }
 
+/* Whether p lies where a block of c's heap may start; *off its offset. */
+static bool in_heap_area(const struct rg_chunk *c, const void *p, uintptr_t *off)
+{
+    *off = (uintptr_t)p - (uintptr_t)c;
+    return ((uintptr_t)p & (RG_ALIGN - 1)) == 0 && *off >= HEAP_BEGIN + RG_HB_HEADER &&
+           *off < HEAP_END;
+}
+
 enum rg_hblock_status rg_heap_status(struct rg_chunk *c, const void *p)
 {
-    uintptr_t off = (uintptr_t)p - (uintptr_t)c;
-    if (((uintptr_t)p & (RG_ALIGN - 1)) != 0 || off < HEAP_BEGIN + RG_HB_HEADER || off >= HEAP_END)
+    uintptr_t off;
+    if (!in_heap_area(c, p, &off))
         return RG_HB_BOGUS;
     const struct rg_hblock *b = block_of(p);
     size_t s = bsize(b);
@@ -397,23 +405,42 @@ enum rg_hblock_status rg_heap_status(struct rg_chunk *c, const void *p)
     return (hword(b) & (RG_HB_FREE | RG_HB_CACHED)) ? RG_HB_DEAD : RG_HB_LIVE;
 }
 
+/* Whether w, the size word just read from the header before p (at offset
+ * off), is that of a live block of lo bytes or more and below hi.  Reads
+ * what no lock guards: the check word excludes the flags another thread
+ * may change meanwhile. */
+static bool live_word(const void *p, uintptr_t off, size_t w, size_t lo, size_t hi)
+{
+    const struct rg_hblock *b = block_of(p);
+    size_t s = w & ~RG_HB_FLAGS;
+    return !(w & (RG_HB_FREE | RG_HB_CACHED)) && b->check == check_of(b, w) && s >= lo &&
+           s < hi && s <= HEAP_END - (off - RG_HB_HEADER);
+}
+
 size_t rg_heap_claim(struct rg_chunk *c, void *p, size_t lo, size_t hi)
 {
-    uintptr_t off = (uintptr_t)p - (uintptr_t)c;
-    if (((uintptr_t)p & (RG_ALIGN - 1)) != 0 || off < HEAP_BEGIN + RG_HB_HEADER || off >= HEAP_END)
+    uintptr_t off;
+    if (!in_heap_area(c, p, &off))
         return 0;
     struct rg_hblock *b = block_of(p);
     size_t w = hword(b);
     do {
-        size_t s = w & ~RG_HB_FLAGS;
-        if ((w & (RG_HB_FREE | RG_HB_CACHED)) || b->check != check_of(b, w) || s < lo || s >= hi ||
-            s > HEAP_END - (off - RG_HB_HEADER))
+        if (!live_word(p, off, w, lo, hi))
             return 0;
         /* Fails only when the lock holder changed PREV_FREE meanwhile, or
          * another thread cached the block first (a double free). */
     } while (!__atomic_compare_exchange_n(&b->size, &w, w | RG_HB_CACHED, true, __ATOMIC_RELAXED,
                                           __ATOMIC_RELAXED));
     return w & ~RG_HB_FLAGS;
+}
+
+size_t rg_heap_live_usable(struct rg_chunk *c, const void *p)
+{
+    uintptr_t off;
+    if (!in_heap_area(c, p, &off))
+        return 0;
+    size_t w = hword(block_of(p));
+    return live_word(p, off, w, RG_HB_MIN_BLOCK, SIZE_MAX) ? (w & ~RG_HB_FLAGS) - RG_HB_HEADER : 0;
 }
 
 size_t rg_heap_unclaim(void *p)

@@ -95,6 +95,9 @@ void rg_heap_free(struct regal_arena *a, void *p);
  * is not a live block or seems not to be (the locked path then decides and
  * reports). */
 size_t rg_heap_claim(struct rg_chunk *c, void *p, size_t lo, size_t hi);
+/* With no lock: the usable bytes of p if it is a live block of chunk c,
+ * 0 if it is not or seems not to be (the locked path then decides). */
+size_t rg_heap_live_usable(struct rg_chunk *c, const void *p);
 /* With no lock: cached block p is live again; its usable bytes. */
 size_t rg_heap_unclaim(void *p);
 /* Resizes live block p in place to hold size bytes; false if it cannot. */
