@@ -262,19 +262,6 @@ Test(theap, double_free_by_two_other_threads_is_reported_when_collected)
 
 /* ---- a write after a free by another thread ---------------------------------- */
 
-typedef struct free_list_job {
-    void **blocks;
-    size_t n;
-} free_list_job;
-
-static void *free_list(void *arg)
-{
-    free_list_job *j = arg;
-    for (size_t i = 0; i < j->n; i++)
-        regal_free(j->blocks[i]);
-    return NULL;
-}
-
 /* Another thread frees b[0..3] (its xfree list: b[3] first); the program
  * then overwrites b[1]'s link.  The owner's collection takes b[3], b[2]
  * and b[1] (a sound slot with a bad link), reports the rest of the list and
@@ -288,10 +275,8 @@ Test(theap, a_write_after_a_remote_free_is_reported_when_collected)
     cr_assert_not_null(q);
     for (int i = 0; i < 4; i++)
         cr_assert_not_null(b[i] = regal_alloc(a, SIZE));
-    free_list_job j = {b, 4};
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, free_list, &j), 0);
-    cr_assert_eq(pthread_join(t, NULL), 0);
+    job j = {a, b, 4};
+    on_thread(free_job, &j);
     memset(b[1], 0x41, sizeof(void *)); /* a write after free */
     error_log log;
     error_log_install(&log);
