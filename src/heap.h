@@ -96,7 +96,10 @@ void rg_heap_free(struct regal_arena *a, void *p);
  * reports). */
 size_t rg_heap_claim(struct rg_chunk *c, void *p, size_t lo, size_t hi);
 /* With no lock: the usable bytes of p if it is a live block of chunk c,
- * 0 if it is not or seems not to be (the locked path then decides). */
+ * 0 if it is not or seems not to be (the locked path then decides).  Both
+ * read p's header unlocked: for a freed p whose chunk another thread
+ * removes from the arena at that moment (a trim of an emptied chunk), the
+ * read may fault, where the locked path would have reported p. */
 size_t rg_heap_live_usable(struct rg_chunk *c, const void *p);
 /* With no lock: cached block p is live again; its usable bytes. */
 size_t rg_heap_unclaim(void *p);
