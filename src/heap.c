@@ -413,8 +413,8 @@ static bool live_word(const void *p, uintptr_t off, size_t w, size_t lo, size_t 
 {
     const struct rg_hblock *b = block_of(p);
     size_t s = w & ~RG_HB_FLAGS;
-    return !(w & (RG_HB_FREE | RG_HB_CACHED)) && b->check == check_of(b, w) && s >= lo &&
-           s < hi && s <= HEAP_END - (off - RG_HB_HEADER);
+    return !(w & (RG_HB_FREE | RG_HB_CACHED)) && b->check == check_of(b, w) && s >= lo && s < hi &&
+           s <= HEAP_END - (off - RG_HB_HEADER);
 }
 
 size_t rg_heap_claim(struct rg_chunk *c, void *p, size_t lo, size_t hi)

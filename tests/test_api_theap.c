@@ -105,8 +105,8 @@ Test(theap, spans_of_an_exited_thread_are_adopted)
         cr_assert_eq(s.blocks_in_use, 0);
         if (round == 0)
             mapped = s.mapped;
-        cr_assert_eq(s.mapped, mapped, "round %d: mapped %zu, %zu after the first", round,
-                     s.mapped, mapped);
+        cr_assert_eq(s.mapped, mapped, "round %d: mapped %zu, %zu after the first", round, s.mapped,
+                     mapped);
     }
     cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
