@@ -87,7 +87,7 @@ SHIM void *malloc(size_t size)
 }
 
 /* The frees that may make a system call (free keeps errno). */
-static RG_NOINLINE void free_rest(void *p, struct rg_page *pg)
+static RG_NOINLINE void free_keeping_errno(void *p, struct rg_page *pg)
 {
     int saved = errno;
     rg_free_rest(p, pg);
@@ -100,7 +100,7 @@ static RG_NOINLINE void free_slow(void *p, struct rg_page *pg)
 {
     if (p == NULL || (pg != NULL && rg_free_remote(p, pg)))
         return;
-    free_rest(p, pg);
+    free_keeping_errno(p, pg);
 }
 
 SHIM void free(void *p)

@@ -297,13 +297,11 @@ static RG_NOINLINE void free_other(regal_arena *a, struct rg_theap *h, struct rg
         free_owned_slow(h, pg, p, rg_slot_index(pg, p));
         return;
     }
-    uint32_t size = pg->slot_size; /* before the span can change hands */
-    rg_page_free_remote(pg, p);
     if (h != NULL) {
-        rg_counters_free(&h->st, 1, size);
+        rg_free_to_owner(pg, p, &h->st);
     } else { /* the thread is exiting */
         rg_arena_lock(a);
-        rg_counters_free(&a->own.st, 1, size);
+        rg_free_to_owner(pg, p, &a->own.st);
         rg_arena_unlock(a);
     }
 }

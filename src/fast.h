@@ -187,6 +187,15 @@ RG_INLINE bool rg_free_fast_default(void *p, struct rg_page **pg)
     return rg_free_owned_fast(h, *pg, p, s);
 }
 
+/* Live slot p of pg, whose span another theap owns, onto its xfree list,
+ * the free counted in st. */
+RG_INLINE void rg_free_to_owner(struct rg_page *pg, void *p, struct rg_counters *st)
+{
+    uint32_t size = pg->slot_size; /* before the span can change hands */
+    rg_page_free_remote(pg, p);
+    rg_counters_free(st, 1, size);
+}
+
 /* The next case when rg_free_fast did nothing and found class span pg
  * (not NULL): p is a live slot of a span that another thread's theap owns
  * (or the arena's own), freed by a thread with a theap of its arena.  It
@@ -201,9 +210,7 @@ RG_INLINE bool rg_free_remote(void *p, struct rg_page *pg)
     struct rg_theap *h = rg_theap_of(rg_chunk_of(p)->arena);
     if (h == NULL || __atomic_load_n(&pg->owner, __ATOMIC_RELAXED) == h)
         return false;
-    uint32_t size = pg->slot_size; /* before the span can change hands */
-    rg_page_free_remote(pg, p);
-    rg_counters_free(&h->st, 1, size);
+    rg_free_to_owner(pg, p, &h->st);
     return true;
 }
 
