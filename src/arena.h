@@ -37,13 +37,14 @@ struct regal_arena {
      * alignment, which a pointer the API is asked to check need not have. */
     uint64_t pad_to_lock[2];
     pthread_mutex_t lock;
-    size_t mapped;                /* committed bytes, checked against limit */
-    struct rg_chunk *pages;       /* pages chunks, home first */
-    struct rg_chunk *heaps;       /* heap chunks */
-    struct rg_chunk *large;       /* live large blocks */
-    struct rg_chunk *large_cache; /* freed large mappings kept for reuse */
+    size_t mapped;                 /* committed bytes, checked against limit */
+    struct rg_chunk *pages;        /* pages chunks, home first */
+    struct rg_chunk *heaps;        /* heap chunks */
+    struct rg_chunk *large;        /* live large blocks */
+    struct rg_cached *large_cache; /* freed large mappings kept for reuse (large.c) */
+    size_t large_cache_cap;        /* entries the array has room for */
+    size_t large_cache_count;
     size_t large_cache_bytes;
-    unsigned large_cache_count;
     struct rg_theap own;      /* spans no thread owns; the counters of the locked paths */
     struct rg_theap *theaps;  /* the threads' theaps of this arena (theap.h) */
     size_t peak_floor;        /* highest summed peak seen when a theap left */

@@ -119,11 +119,11 @@ static bool pages_are_valid(regal_arena *a, size_t *committed)
     return queue_is_valid(&a->meta);
 }
 
-static bool large_is_valid(regal_arena *a, struct rg_chunk *list, uint32_t live, size_t *mapped)
+static bool large_is_valid(regal_arena *a, struct rg_chunk *list, size_t *mapped)
 {
     for (struct rg_chunk *c = list; c != NULL; c = c->next) {
         const struct rg_large *l = (const struct rg_large *)c;
-        if (!rg_chunk_header_is_valid(c, a, RG_CHUNK_LARGE) || l->live != live)
+        if (!rg_chunk_header_is_valid(c, a, RG_CHUNK_LARGE) || l->live != 1)
             return rg_check_fail(c, "large block %p: bad header (large.c invariant 1)", (void *)c);
         *mapped += rg_large_committed(c);
     }
@@ -141,7 +141,7 @@ int regal_arena_check(regal_arena *a)
     size_t mapped = 0;
     int rc = -1;
     if (pages_are_valid(a, &mapped) && rg_heap_check(a) == 0 &&
-        large_is_valid(a, a->large, 1, &mapped) && large_is_valid(a, a->large_cache, 0, &mapped) &&
+        large_is_valid(a, a->large, &mapped) && rg_large_cache_is_valid(a, &mapped) &&
         rg_handle_is_valid(a, &mapped)) {
         const struct rg_chunk *bad = NULL;
         for (struct rg_chunk *c = a->heaps; c != NULL; c = c->next) {

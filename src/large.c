@@ -6,8 +6,8 @@
  *
  * Invariants:
  *  1. A live block is on the arena's large list with live == 1; a cached
- *     mapping on the cache list with live == 0 and ptr the pointer of the
- *     block freed there, so that a second free of it reads as a double
+ *     mapping has an entry in the cache, live == 0 and ptr the pointer of
+ *     the block freed there, so that a second free of it reads as a double
  *     free; both count rg_large_committed() in the arena's mapped bytes:
  *     the mapping less its gap, the pages between the header's and the
  *     user pointer's that a block aligned to two OS pages or more never
@@ -18,6 +18,10 @@
  *     move into another mapping.
  *  3. cache_count <= cache_slots() and cache_bytes <= cache_cap() when a
  *     mapping enters the cache.
+ *  4. The cache is an array of entries (struct rg_cached), one per cached
+ *     mapping, whose size and gap are the mapping's; the array is the
+ *     arena's metadata, mapped from the OS outside its mapped bytes (a page
+ *     holds 170 entries; it doubles when the cache may keep more).
  *
  * The cache is a pool of resident pages more than a list of blocks: mremap
  * moves pages from one mapping to another without copying or faulting
@@ -50,6 +54,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "check.h"
 #include "os.h"
 #include "purge.h"
 #include "vg.h"
@@ -159,32 +164,77 @@ static void evict(struct regal_arena *a, struct rg_chunk *c)
     release(a, c);
 }
 
-/* Takes c out of the cache: it stops being dirty. */
-static void cache_remove(struct regal_arena *a, struct rg_chunk *c)
+/* The searches below read the cache's entries only, never a cached
+ * mapping's header: each header is on a page of its own, cold by the time
+ * it is looked at (walking a list of 32 of them was 3% of
+ * bench/large_churn's time, most of it on the loads of their sizes). */
+static size_t entry_committed(const struct rg_cached *e)
 {
-    list_remove(&a->large_cache, c);
-    a->large_cache_count--;
-    a->large_cache_bytes -= rg_large_committed(c);
-    rg_arena_dirty_sub(a, rg_large_committed(c));
+    return e->size - e->gap;
 }
 
-/* The cached mapping with the smallest tail of at least need bytes (0:
- * the smallest). */
-static struct rg_chunk *cache_smallest(struct regal_arena *a, size_t need)
+/* What tail_of says of the entry's mapping. */
+static size_t entry_tail(const struct rg_cached *e)
 {
-    struct rg_chunk *best = NULL;
-    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
-        if (tail_of(c) >= need && (best == NULL || tail_of(c) < tail_of(best)))
-            best = c;
+    return e->gap > 0 ? e->size - e->gap - rg_os_page_size() : e->size;
+}
+
+/* Takes entry i out of the array (the last one moves into its place). */
+static void cache_drop(struct regal_arena *a, size_t i)
+{
+    a->large_cache[i] = a->large_cache[--a->large_cache_count];
+}
+
+/* Takes entry i out of the cache: its mapping stops being dirty. */
+static void cache_remove(struct regal_arena *a, size_t i)
+{
+    size_t bytes = entry_committed(&a->large_cache[i]);
+    a->large_cache_bytes -= bytes;
+    rg_arena_dirty_sub(a, bytes);
+    cache_drop(a, i);
+}
+
+/* Room for one more entry; false if the array could not grow. */
+static bool cache_room(struct regal_arena *a)
+{
+    if (a->large_cache_count < a->large_cache_cap)
+        return true;
+    size_t page = rg_os_page_size();
+    size_t bytes = a->large_cache_cap ? 2 * a->large_cache_cap * sizeof(struct rg_cached) : page;
+    struct rg_cached *grown = rg_os_map_aligned(bytes, page, 0);
+    if (grown == NULL)
+        return false;
+    if (a->large_cache != NULL) {
+        memcpy(grown, a->large_cache, a->large_cache_count * sizeof *grown);
+        rg_os_unmap(a->large_cache, a->large_cache_cap * sizeof *grown);
+    }
+    a->large_cache = grown;
+    a->large_cache_cap = bytes / sizeof *grown;
+    return true;
+}
+
+#define NONE SIZE_MAX /* no entry */
+
+/* The entry with the smallest tail of at least need bytes (0: the
+ * smallest), or NONE. */
+static size_t cache_smallest(struct regal_arena *a, size_t need)
+{
+    size_t best = NONE;
+    for (size_t i = 0; i < a->large_cache_count; i++) {
+        size_t tail = entry_tail(&a->large_cache[i]);
+        if (tail >= need && (best == NONE || tail < entry_tail(&a->large_cache[best])))
+            best = i;
+    }
     return best;
 }
 
-static struct rg_chunk *cache_largest(struct regal_arena *a)
+/* The entry with the largest tail (the cache is not empty). */
+static size_t cache_largest(struct regal_arena *a)
 {
-    struct rg_chunk *best = a->large_cache;
-    for (struct rg_chunk *c = best; c != NULL; c = c->next)
-        if (tail_of(c) > tail_of(best))
-            best = c;
+    size_t best = 0;
+    for (size_t i = 1; i < a->large_cache_count; i++)
+        if (entry_tail(&a->large_cache[i]) > entry_tail(&a->large_cache[best]))
+            best = i;
     return best;
 }
 
@@ -217,17 +267,19 @@ static void header_init(struct regal_arena *a, struct rg_chunk *c)
 static void cache_put(struct regal_arena *a, struct rg_chunk *c)
 {
     size_t cap = cache_cap(a), slots = cache_slots(a), bytes = rg_large_committed(c);
-    while (a->large_cache != NULL &&
+    while (a->large_cache_count > 0 &&
            (a->large_cache_count >= slots || a->large_cache_bytes + bytes > cap)) {
-        struct rg_chunk *s = cache_smallest(a, 0);
-        if (tail_of(s) >= tail_of(c))
+        size_t s = cache_smallest(a, 0);
+        struct rg_chunk *smallest = a->large_cache[s].c;
+        if (entry_tail(&a->large_cache[s]) >= tail_of(c))
             break;
         cache_remove(a, s);
-        evict(a, s);
+        evict(a, smallest);
     }
     size_t room =
         a->large_cache_bytes < cap ? (cap - a->large_cache_bytes) & ~(rg_os_page_size() - 1) : 0;
-    if (a->large_cache_count >= slots || room == 0 || (room < bytes && gap_of(c) > 0)) {
+    if (a->large_cache_count >= slots || room == 0 || (room < bytes && gap_of(c) > 0) ||
+        !cache_room(a)) {
         evict(a, c);
         return;
     }
@@ -235,37 +287,38 @@ static void cache_put(struct regal_arena *a, struct rg_chunk *c)
         rg_purge_bound_released(a, bytes - room);
         shrink(a, c, room);
     }
-    list_push(&a->large_cache, c);
-    a->large_cache_count++;
+    a->large_cache[a->large_cache_count++] =
+        (struct rg_cached){.c = c, .size = c->map_size, .gap = gap_of(c)};
     a->large_cache_bytes += rg_large_committed(c);
     rg_arena_dirty_add(a, rg_large_committed(c));
 }
 
-/* Moves the last size bytes (at most its tail) of cached mapping from to
+/* Moves the last size bytes (at most its tail) of cached mapping i to
  * offset off of the new mapping to; false if they did not arrive (then,
  * unless the kernel refused before moving anything, they left the cache
  * and are gone).  A mapping with a gap whose whole tail left is unmapped:
  * the rest is its header page and the gap. */
-static bool take_pages(struct regal_arena *a, struct rg_chunk *from, size_t size,
-                       struct rg_chunk *to, size_t off)
+static bool take_pages(struct regal_arena *a, size_t i, size_t size, struct rg_chunk *to,
+                       size_t off)
 {
-    bool whole = size == from->map_size, emptied = size == tail_of(from);
-    if (whole)
-        list_remove(&a->large_cache, from); /* before its header moves away */
-    enum rg_move moved = rg_chunk_move_tail(from, size, to, off);
-    if (moved == RG_MOVE_NONE) {
-        if (whole)
-            list_push(&a->large_cache, from);
+    struct rg_cached *e = &a->large_cache[i];
+    bool whole = size == e->size, emptied = size == entry_tail(e);
+    enum rg_move moved = rg_chunk_move_tail(e->c, size, to, off);
+    if (moved == RG_MOVE_NONE)
         return false;
-    }
-    a->large_cache_count -= whole;
     a->large_cache_bytes -= size;
     rg_arena_dirty_sub(a, size);
     if (moved == RG_MOVE_LOST)
         rg_arena_uncommit(a, size);
-    if (emptied && !whole) {
-        cache_remove(a, from);
-        release(a, from);
+    if (whole) {
+        cache_drop(a, i); /* its header went with the pages */
+    } else {
+        e->size -= size;
+        if (emptied) {
+            struct rg_chunk *from = e->c;
+            cache_remove(a, i);
+            release(a, from);
+        }
     }
     return moved == RG_MOVED;
 }
@@ -277,12 +330,11 @@ static bool take_pages(struct regal_arena *a, struct rg_chunk *from, size_t size
 static size_t fill(struct regal_arena *a, struct rg_chunk *c, size_t start, size_t need)
 {
     size_t filled = start;
-    while (filled < need && a->large_cache != NULL) {
-        size_t rest = need - filled;
-        struct rg_chunk *from = cache_smallest(a, rest);
-        if (from == NULL)
+    while (filled < need && a->large_cache_count > 0) {
+        size_t rest = need - filled, from = cache_smallest(a, rest);
+        if (from == NONE)
             from = cache_largest(a);
-        size_t size = tail_of(from) < rest ? tail_of(from) : rest;
+        size_t tail = entry_tail(&a->large_cache[from]), size = tail < rest ? tail : rest;
         if (!take_pages(a, from, size, c, filled))
             break; /* a kernel before 6.17 moves one OS mapping at a time */
         filled += size;
@@ -290,35 +342,37 @@ static size_t fill(struct regal_arena *a, struct rg_chunk *c, size_t start, size
     return filled - start;
 }
 
-/* Whether cached mapping c would take a block of alignment align in need
+/* Whether cached mapping e would take a block of alignment align in need
  * bytes as it is: big enough, less than twice as big (what it has past
  * need stays with the block, resident, but moving it would cost more),
  * with the gap such a block leaves and, past a chunk's alignment, placed
  * for it. */
-static bool takes(const struct rg_chunk *c, size_t need, size_t align)
+static bool takes(const struct rg_cached *e, size_t need, size_t align)
 {
-    return c->map_size >= need && c->map_size - need < need &&
-           gap_of(c) == untouched(user_offset(align)) &&
-           ((uintptr_t)c + user_offset(align)) % align == 0;
+    return e->size >= need && e->size - need < need && e->gap == untouched(user_offset(align)) &&
+           ((uintptr_t)e->c + user_offset(align)) % align == 0;
 }
 
-/* The smallest cached mapping that takes such a block as it is; NULL if
+/* The smallest cached mapping that takes such a block as it is; NONE if
  * none does. */
-static struct rg_chunk *cache_fit(struct regal_arena *a, size_t need, size_t align)
+static size_t cache_fit(struct regal_arena *a, size_t need, size_t align)
 {
-    struct rg_chunk *best = NULL;
-    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
-        if (takes(c, need, align) && (best == NULL || c->map_size < best->map_size))
-            best = c;
+    size_t best = NONE;
+    for (size_t i = 0; i < a->large_cache_count; i++)
+        if (takes(&a->large_cache[i], need, align) &&
+            (best == NONE || a->large_cache[i].size < a->large_cache[best].size))
+            best = i;
     return best;
 }
 
-/* cache_fit's mapping, out of the cache. */
+/* cache_fit's mapping, out of the cache; NULL if none. */
 static struct rg_chunk *cache_take(struct regal_arena *a, size_t need, size_t align)
 {
-    struct rg_chunk *c = cache_fit(a, need, align);
-    if (c != NULL)
-        cache_remove(a, c);
+    size_t i = cache_fit(a, need, align);
+    if (i == NONE)
+        return NULL;
+    struct rg_chunk *c = a->large_cache[i].c;
+    cache_remove(a, i);
     return c;
 }
 
@@ -438,7 +492,7 @@ void rg_large_free(struct regal_arena *a, struct rg_chunk *c)
 static bool cache_serves(struct regal_arena *a, size_t size)
 {
     size_t need = map_size_for(size, RG_ALIGN);
-    return need >= size && cache_fit(a, need, RG_ALIGN) != NULL;
+    return need >= size && cache_fit(a, need, RG_ALIGN) != NONE;
 }
 
 /* A program that grows one buffer a little at a time past the heap's
@@ -492,12 +546,37 @@ void *rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size)
     return moved;
 }
 
+size_t rg_large_cached_bytes(const struct regal_arena *a)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < a->large_cache_count; i++)
+        bytes += a->large_cache[i].size;
+    return bytes;
+}
+
+bool rg_large_cache_is_valid(struct regal_arena *a, size_t *mapped)
+{
+    if (a->large_cache_count > a->large_cache_cap)
+        return rg_check_fail(a, "%zu cached mappings in room for %zu", a->large_cache_count,
+                             a->large_cache_cap);
+    for (size_t i = 0; i < a->large_cache_count; i++) {
+        const struct rg_cached *e = &a->large_cache[i];
+        if (!rg_chunk_header_is_valid(e->c, a, RG_CHUNK_LARGE) || lg(e->c)->live != 0)
+            return rg_check_fail(e->c, "cached mapping %p: bad header (large.c invariant 1)",
+                                 (void *)e->c);
+        if (e->size != e->c->map_size || e->gap != gap_of(e->c))
+            return rg_check_fail(e->c, "cached mapping %p: its entry says %zu bytes, gap %zu",
+                                 (void *)e->c, e->size, e->gap);
+        *mapped += rg_large_committed(e->c);
+    }
+    return true;
+}
+
 size_t rg_large_flush_cache(struct regal_arena *a)
 {
     size_t released = a->large_cache_bytes;
-    while (a->large_cache != NULL) {
-        struct rg_chunk *c = a->large_cache;
-        a->large_cache = c->next;
+    for (size_t i = 0; i < a->large_cache_count; i++) {
+        struct rg_chunk *c = a->large_cache[i].c;
         rg_arena_purged(a, rg_large_committed(c));
         rg_chunk_unmap(c);
     }
@@ -520,6 +599,10 @@ void rg_large_destroy(struct regal_arena *a)
         release(a, c);
     }
     rg_large_flush_cache(a);
+    if (a->large_cache != NULL)
+        rg_os_unmap(a->large_cache, a->large_cache_cap * sizeof *a->large_cache);
+    a->large_cache = NULL;
+    a->large_cache_cap = 0;
 }
 
 void rg_large_visit(struct regal_arena *a, rg_visit_fn fn, void *ctx)

@@ -13,6 +13,14 @@ struct rg_large {
                              the pages that came from the cache */
 };
 
+/* An entry of an arena's cache of freed mappings: what the searches of
+ * large.c read, so that they read no mapping's header. */
+struct rg_cached {
+    struct rg_chunk *c;
+    size_t size; /* c->map_size */
+    size_t gap;  /* bytes past the header page that its block never touched */
+};
+
 struct regal_arena;
 
 void *rg_large_alloc(struct regal_arena *a, size_t size, size_t align);
@@ -31,6 +39,11 @@ void rg_large_free(struct regal_arena *a, struct rg_chunk *c);
  * its pages moved to a bigger mapping; NULL if it must be copied, or if a
  * copy is cheaper (see large.c). */
 void *rg_large_resize(struct regal_arena *a, struct rg_chunk *c, size_t size);
+/* Bytes mapped by the cached mappings (their gaps included). */
+size_t rg_large_cached_bytes(const struct regal_arena *a);
+/* Whether the cache's entries match their mappings' headers (check.c);
+ * adds their committed bytes to *mapped. */
+bool rg_large_cache_is_valid(struct regal_arena *a, size_t *mapped);
 /* Releases every cached mapping; bytes released. */
 size_t rg_large_flush_cache(struct regal_arena *a);
 /* Calls fn for every live large block. */

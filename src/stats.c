@@ -44,8 +44,7 @@ static void memory_figures(const regal_arena *a, regal_stats *out)
         space += c->map_size;
         meta += rg_large_committed(c) - rg_large_usable(c);
     }
-    for (const struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
-        space += c->map_size;
+    space += rg_large_cached_bytes(a);
     space += rg_handle_space(a);
     out->resident = a->mapped;
     out->retained = minus(space, a->mapped);
@@ -175,7 +174,8 @@ static void snapshot(regal_arena *a, struct snapshot *snap)
     }
     snapshot_heap(a, snap);
     snap->large = count_chunks(a->large, &snap->large_bytes);
-    snap->cached = count_chunks(a->large_cache, &snap->cached_bytes);
+    snap->cached = a->large_cache_count;
+    snap->cached_bytes = rg_large_cached_bytes(a);
     rg_handle_figures(a, &snap->handles);
     rg_arena_unlock(a);
     rg_vg_quiet_end();

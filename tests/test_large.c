@@ -40,9 +40,9 @@ static size_t pages_of(const void *p, size_t n)
 static size_t cache_largest_size(void)
 {
     size_t most = 0;
-    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next)
-        if (c->map_size > most)
-            most = c->map_size;
+    for (size_t i = 0; i < a->large_cache_count; i++)
+        if (a->large_cache[i].size > most)
+            most = a->large_cache[i].size;
     return most;
 }
 
@@ -176,6 +176,48 @@ Test(large, a_batch_allocated_again_is_kept_whole)
     }
 }
 
+/* The cache's entries live in an array of their own, which grows past
+ * its first page (170 entries) when the cache may keep more mappings:
+ * every mapping is kept, found again and handed out once. */
+Test(large, a_cache_of_hundreds_of_mappings_keeps_them_all)
+{
+    enum { N = 300 };
+    a->keep_shift = 4; /* 512 mappings, 2 GiB: as after batches of them were needed again */
+    static void *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = regal_alloc(a, 3 * MiB + (size_t)i * 4096); /* untouched: not resident */
+        cr_assert_not_null(p[i]);
+    }
+    for (int i = 0; i < N; i++)
+        regal_free(p[i]);
+    cr_assert_eq(a->large_cache_count, N);
+    cr_assert_eq(regal_arena_check(a), 0);
+    for (int i = N - 1; i >= 0; i--) {
+        void *q = regal_alloc(a, 3 * MiB + (size_t)i * 4096);
+        cr_assert_eq(q, p[i], "each request takes the mapping of its own size back");
+    }
+    cr_assert_eq(a->large_cache_count, 0);
+    for (int i = 0; i < N; i++)
+        regal_free(p[i]);
+}
+
+/* An entry of the cache that no longer says what its mapping is fails
+ * regal_arena_check (it would send a request to pages that are not
+ * there). */
+Test(large, a_cache_entry_that_disagrees_with_its_mapping_fails_the_check)
+{
+    regal_free(alloc_filled(3 * MiB, 1));
+    cr_assert_eq(a->large_cache_count, 1);
+    a->large_cache[0].size += 4096;
+    error_log log;
+    error_log_install(&log);
+    int rc = regal_arena_check(a);
+    error_log_remove();
+    cr_assert_neq(rc, 0);
+    cr_assert_eq(log.kind, REGAL_ERR_CORRUPTION);
+    a->large_cache[0].size -= 4096; /* mended, for the teardown's check */
+}
+
 /* A large block that cannot grow in place moves, pages and all, to a
  * bigger mapping: nothing is copied, and no old mapping is left for the
  * cache (a copy freed it there).  Growing a buffer by 4 KiB steps to
@@ -255,8 +297,8 @@ Test(large, only_a_freed_blocks_pointer_reads_as_a_double_free)
     cr_assert_geq(a->large_cache_count, 1);
     size_t offset = rg_align_up(sizeof(struct rg_large), RG_ALIGN);
     error_log log;
-    for (struct rg_chunk *c = a->large_cache; c != NULL; c = c->next) {
-        uint8_t *p = (uint8_t *)c + offset;
+    for (size_t i = 0; i < a->large_cache_count; i++) {
+        uint8_t *p = (uint8_t *)a->large_cache[i].c + offset;
         error_log_install(&log);
         regal_free(p);
         error_log_remove();
