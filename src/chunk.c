@@ -4,6 +4,14 @@
  * Owns: the chunk map (one byte per chunk of the 48-bit address space,
  * 64 MiB of zero-filled .bss that the OS only backs where tags are set: a
  * page of it covers 16 GiB) and the process-wide cache of free chunks.
+ * The map's whole pages are read-only zero pages from the first tag
+ * written on, each made writable before its first tag (map_writable_at):
+ * Linux charges writable private memory to the commit limit (Committed_AS,
+ * what strict overcommit refuses past its limit; VmData): a small process
+ * under the shim was charged 66 MiB in all, most of it the map, and is
+ * charged 0.8 MiB now (mimalloc 0.7, glibc 0.5).  The loader still maps
+ * all of .bss writable, so the 64 MiB are charged from exec to the first
+ * malloc.
  *
  * Invariants:
  *  1. tag(c) != 0  <=>  c is the header address of a mapping made here
@@ -41,10 +49,51 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rg_chunk *cache[CACHE_MAX];
 static unsigned cache_count;
 
-static void map_set(const void *c, unsigned tag)
+/* Which whole pages of the map are writable (OS pages of 4 KiB or more),
+ * set under map_lock once they are; the partial pages at either end are
+ * ordinary .bss. */
+static uint64_t map_writable[RG_MAP_CHUNKS / 4096 / 64];
+static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+static enum { MAP_BSS, MAP_READ_ONLY } map_state; /* MAP_BSS: still writable .bss */
+
+/* Whether the map byte at t may be written, its page made writable first
+ * if need be; false if the OS would not commit it.  The first call makes
+ * the map's whole pages read-only zero pages: no tag has been written in
+ * them yet, and none is until its page is writable. */
+static bool map_writable_at(const uint8_t *t)
 {
-    __atomic_store_n(&rg_chunk_map_tags[(uintptr_t)c >> RG_CHUNK_SHIFT], (uint8_t)tag,
-                     __ATOMIC_RELEASE);
+    size_t page = rg_os_page_size();
+    uintptr_t lo = rg_align_up((uintptr_t)rg_chunk_map_tags, page);
+    uintptr_t hi = ((uintptr_t)rg_chunk_map_tags + RG_MAP_CHUNKS) & ~(uintptr_t)(page - 1);
+    if ((uintptr_t)t < lo || (uintptr_t)t >= hi)
+        return true;
+    size_t k = ((uintptr_t)t - lo) / page;
+    uint64_t bit = 1ull << (k % 64);
+    if (__atomic_load_n(&map_writable[k / 64], __ATOMIC_ACQUIRE) & bit)
+        return true;
+    pthread_mutex_lock(&map_lock);
+    bool ok = true;
+    if (map_state == MAP_BSS && rg_os_read_only_zero((void *)lo, hi - lo))
+        map_state = MAP_READ_ONLY;
+    /* Without the read-only pages (a failed mmap leaves the .bss as it was
+     * on Linux 6.x), every page stays writable, as before. */
+    if (map_state == MAP_READ_ONLY && !(map_writable[k / 64] & bit))
+        ok = rg_os_make_writable((void *)(lo + k * page), page);
+    if (ok)
+        __atomic_or_fetch(&map_writable[k / 64], bit, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&map_lock);
+    return ok;
+}
+
+/* Sets c's tag; false, with nothing changed, if its page of the map could
+ * not be made writable (never for a chunk that had a tag). */
+static bool map_set(const void *c, unsigned tag)
+{
+    uint8_t *t = &rg_chunk_map_tags[(uintptr_t)c >> RG_CHUNK_SHIFT];
+    if (!map_writable_at(t))
+        return false;
+    __atomic_store_n(t, (uint8_t)tag, __ATOMIC_RELEASE);
+    return true;
 }
 
 static unsigned map_tag(const struct rg_chunk *c)
@@ -75,8 +124,11 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
         rg_os_unmap(c, map_size);
         return NULL;
     }
+    if (!map_set(c, RG_MAP_TAG(RG_CHUNK_FREE, false))) {
+        rg_os_unmap(c, map_size);
+        return NULL;
+    }
     c->map_size = map_size;
-    map_set(c, RG_MAP_TAG(RG_CHUNK_FREE, false));
     return c;
 }
 
@@ -257,10 +309,12 @@ void rg_chunk_free(struct rg_chunk *c)
 
 void rg_chunk_fork_prepare(void)
 {
+    pthread_mutex_lock(&map_lock);
     pthread_mutex_lock(&cache_lock);
 }
 
 void rg_chunk_fork_release(void)
 {
     pthread_mutex_unlock(&cache_lock);
+    pthread_mutex_unlock(&map_lock);
 }

@@ -105,6 +105,17 @@ void rg_os_decommit(void *p, size_t size)
     madvise(p, size, MADV_DONTNEED);
 }
 
+bool rg_os_read_only_zero(void *p, size_t size)
+{
+    return mmap(p, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+                0) != MAP_FAILED;
+}
+
+bool rg_os_make_writable(void *p, size_t size)
+{
+    return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+}
+
 bool rg_os_grow(void *p, size_t old_size, size_t new_size)
 {
     return mremap(p, old_size, new_size, 0) != MAP_FAILED;

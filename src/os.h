@@ -13,6 +13,13 @@ void *rg_os_map_aligned(size_t size, size_t align, size_t offset);
 void rg_os_unmap(void *p, size_t size);
 /* Gives the pages back to the OS; they read as zero afterwards. */
 void rg_os_decommit(void *p, size_t size);
+/* Replaces [p, p + size) (whole OS pages of this process's own memory)
+ * with pages that read as zero, are read-only and are not counted against
+ * the commit limit (Linux charges writable private memory only). */
+bool rg_os_read_only_zero(void *p, size_t size);
+/* Makes such pages writable: they count from now on; false when the
+ * system would not commit them (strict overcommit). */
+bool rg_os_make_writable(void *p, size_t size);
 /* Grows a mapping in place; false if the address space after it is taken
  * or [p, p + old_size) is more than one OS mapping. */
 bool rg_os_grow(void *p, size_t old_size, size_t new_size);

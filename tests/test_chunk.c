@@ -95,3 +95,41 @@ Test(chunk, the_check_reports_a_map_byte_that_disagrees_with_its_header)
     regal_free(p);
     regal_arena_destroy(a);
 }
+
+/* The permissions ("rw-p", "r--p") of the mapping that holds address p,
+ * from /proc/self/maps; "" if none does. */
+static void perms_at(const void *p, char out[5])
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    cr_assert_not_null(f);
+    out[0] = '\0';
+    unsigned long lo, hi;
+    char perms[5];
+    char line[512];
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 && (uintptr_t)p >= lo &&
+            (uintptr_t)p < hi)
+            memcpy(out, perms, 5);
+    fclose(f);
+}
+
+/* The map is 64 MiB of .bss; only its pages that hold tags are writable,
+ * so only they count against strict overcommit (and in VmData).  A page
+ * of it covers 16 GiB of address space: the page for 2^46 (64 TiB), where
+ * nothing is mapped, stays read-only and reads zero. */
+Test(chunk, only_the_map_pages_that_hold_tags_are_writable)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    void *p = regal_alloc(a, 64);
+    cr_assert_not_null(p);
+    char perms[5];
+    perms_at(&rg_chunk_map_tags[((uintptr_t)p - 1) >> RG_CHUNK_SHIFT], perms);
+    cr_assert_eq(perms[1], 'w', "the page with p's tag: %s", perms);
+    const void *far = (const void *)((uintptr_t)1 << 46);
+    perms_at(&rg_chunk_map_tags[(uintptr_t)far >> RG_CHUNK_SHIFT], perms);
+    cr_assert_str_eq(perms, "r--p", "the page for 64 TiB: %s", perms);
+    cr_assert_eq(tag_of((const uint8_t *)far + 1), 0);
+    regal_free(p);
+    regal_arena_destroy(a);
+}
