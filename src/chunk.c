@@ -1,16 +1,17 @@
 /*
  * Chunks: RG_CHUNK_SIZE-aligned mappings, and the chunk map.
  *
- * Owns: the chunk map (one byte per chunk of the 48-bit address space,
- * 64 MiB of zero-filled .bss that the OS only backs where tags are set: a
- * page of it covers 16 GiB) and the process-wide cache of free chunks.
+ * Owns: the chunk map (one byte per chunk of the user address space,
+ * 32 MiB of zero-filled .bss on x86-64 that the OS only backs where tags
+ * are set: a page of it covers 16 GiB) and the process-wide cache of free
+ * chunks.
  * The map's whole pages are read-only zero pages from the first tag
  * written on, each made writable before its first tag (map_writable_at):
  * Linux charges writable private memory to the commit limit (Committed_AS,
  * what strict overcommit refuses past its limit; VmData): a small process
  * under the shim was charged 66 MiB in all, most of it the map, and is
  * charged 0.8 MiB now (mimalloc 0.7, glibc 0.5).  The loader still maps
- * all of .bss writable, so the 64 MiB are charged from exec to the first
+ * all of .bss writable, so the map is charged from exec to the first
  * malloc.
  *
  * Invariants:

@@ -44,7 +44,16 @@ RG_INLINE struct rg_chunk *rg_chunk_of(const void *ptr)
     return (struct rg_chunk *)(((uintptr_t)ptr - 1) & ~(uintptr_t)(RG_CHUNK_SIZE - 1));
 }
 
+/* User addresses that the map covers: x86-64 with 4-level page tables
+ * gives processes 47 bits (and 5-level ones addresses above them only to a
+ * program that asks with a hint there, which regal never does), so the map
+ * is 32 MiB there; 48 bits elsewhere (AArch64).  A mapping the kernel puts
+ * beyond them is not used (rg_chunk_map). */
+#if defined(__x86_64__)
+#define RG_ADDRESS_BITS 47
+#else
 #define RG_ADDRESS_BITS 48
+#endif
 #define RG_MAP_CHUNKS   ((size_t)1 << (RG_ADDRESS_BITS - RG_CHUNK_SHIFT))
 
 /* The chunk map: one byte per chunk of the address space, 0 where regal
