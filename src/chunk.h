@@ -54,7 +54,7 @@ RG_INLINE struct rg_chunk *rg_chunk_of(const void *ptr)
 #else
 #define RG_ADDRESS_BITS 48
 #endif
-#define RG_MAP_CHUNKS   ((size_t)1 << (RG_ADDRESS_BITS - RG_CHUNK_SHIFT))
+#define RG_MAP_CHUNKS ((size_t)1 << (RG_ADDRESS_BITS - RG_CHUNK_SHIFT))
 
 /* The chunk map: one byte per chunk of the address space, 0 where regal
  * has no mapping, else the tag of the chunk's header.  The free fast
