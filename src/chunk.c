@@ -10,7 +10,7 @@
  * Linux charges writable private memory to the commit limit (Committed_AS,
  * what strict overcommit refuses past its limit; VmData): a small process
  * under the shim was charged 66 MiB in all, most of it the map, and is
- * charged 0.8 MiB now (mimalloc 0.7, glibc 0.5).  The loader still maps
+ * charged 0.7 MiB now (mimalloc 0.7, glibc 0.4).  The loader still maps
  * all of .bss writable, so the map is charged from exec to the first
  * malloc.
  *
@@ -55,7 +55,10 @@ static unsigned cache_count;
  * ordinary .bss. */
 static uint64_t map_writable[RG_MAP_CHUNKS / 4096 / 64];
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
-static enum { MAP_BSS, MAP_READ_ONLY } map_state; /* MAP_BSS: still writable .bss */
+/* MAP_BSS until the first tag: still writable .bss.  MAP_WRITABLE: the
+ * remap failed and is never tried again, for it would wipe the tags
+ * written since. */
+static enum { MAP_BSS, MAP_READ_ONLY, MAP_WRITABLE } map_state;
 
 /* Whether the map byte at t may be written, its page made writable first
  * if need be; false if the OS would not commit it.  The first call makes
@@ -74,10 +77,10 @@ static bool map_writable_at(const uint8_t *t)
         return true;
     pthread_mutex_lock(&map_lock);
     bool ok = true;
-    if (map_state == MAP_BSS && rg_os_read_only_zero((void *)lo, hi - lo))
-        map_state = MAP_READ_ONLY;
     /* Without the read-only pages (a failed mmap leaves the .bss as it was
      * on Linux 6.x), every page stays writable, as before. */
+    if (map_state == MAP_BSS)
+        map_state = rg_os_read_only_zero((void *)lo, hi - lo) ? MAP_READ_ONLY : MAP_WRITABLE;
     if (map_state == MAP_READ_ONLY && !(map_writable[k / 64] & bit))
         ok = rg_os_make_writable((void *)(lo + k * page), page);
     if (ok)
