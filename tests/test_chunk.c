@@ -4,8 +4,17 @@
  * header says for every kind of chunk and through every change of one.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 
 #include "arena.h"
 #include "chunk.h"
@@ -131,5 +140,70 @@ Test(chunk, only_the_map_pages_that_hold_tags_are_writable)
     cr_assert_str_eq(perms, "r--p", "the page for 64 TiB: %s", perms);
     cr_assert_eq(tag_of((const uint8_t *)far + 1), 0);
     regal_free(p);
+    regal_arena_destroy(a);
+}
+
+/* ---- the map's remap failing ------------------------------------------------ */
+
+static volatile sig_atomic_t remaps_refused;
+
+/* SIGSYS from the filter below: the mmap fails with ENOMEM, counted. */
+static void refuse_remap(int sig, siginfo_t *info, void *ctx)
+{
+    (void)sig;
+    (void)info;
+    remaps_refused++;
+    ((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RAX] = -ENOMEM;
+}
+
+/* From now on every read-only MAP_FIXED mmap of this process (the map's
+ * remap, rg_os_read_only_zero) traps into refuse_remap. */
+static void refuse_read_only_remaps(void)
+{
+    struct sigaction sa = {.sa_sigaction = refuse_remap, .sa_flags = SA_SIGINFO};
+    cr_assert_eq(sigaction(SIGSYS, &sa, NULL), 0);
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 0, 5),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROT_READ, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MAP_FIXED, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+/* When the map cannot be made read-only (the first tag of the process is
+ * written in this test's fresh process), it stays writable .bss and
+ * everything works as before; the remap is not tried again, for a later
+ * success would wipe every tag written in between.  A 20 GiB block
+ * (reserved, never touched) puts the next chunk's tag in another page of
+ * the map, where the remap used to be tried a second time. */
+Test(chunk, a_map_that_cannot_be_made_read_only_stays_writable)
+{
+    refuse_read_only_remaps();
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    cr_assert_eq(remaps_refused, 1);
+    void *huge = regal_alloc(a, (size_t)20 << 30);
+    cr_assert_not_null(huge);
+    cr_assert_neq((uintptr_t)huge >> 34, (uintptr_t)a >> 34, "in another 16 GiB, another map page");
+    void *small = regal_alloc(a, 64), *medium = regal_alloc(a, 20000);
+    cr_assert(small != NULL && medium != NULL);
+    cr_assert_eq(remaps_refused, 1, "the remap was tried %d times", (int)remaps_refused);
+    cr_assert_eq(tag_of(huge), RG_MAP_TAG(RG_CHUNK_LARGE, false));
+    cr_assert_eq(tag_of(small), RG_MAP_TAG(RG_CHUNK_PAGES, false));
+    cr_assert_eq(tag_of(medium), RG_MAP_TAG(RG_CHUNK_HEAP, false));
+    char perms[5];
+    perms_at(&rg_chunk_map_tags[(uintptr_t)1 << (46 - RG_CHUNK_SHIFT)], perms);
+    cr_assert_eq(perms[1], 'w', "the page for 64 TiB: %s", perms);
+    regal_free(huge);
+    regal_free(small);
+    regal_free(medium);
+    cr_assert_eq(regal_arena_check(a), 0);
     regal_arena_destroy(a);
 }
