@@ -40,11 +40,15 @@
  * variables of the modules on either side of it would take two OS pages,
  * 64 MiB apart (measured with the 8 MiB map of bits before it: a small
  * process under the shim, 69.2 -> 67.2 page faults).
- * Clang before 17 makes .lbss a section of file data, so only GCC. */
+ * Clang before 17 makes .lbss a section of file data, so only GCC.
+ * Page-aligned, so that no page of it is shared with other .bss: every
+ * page is read-only until a tag needs it (unaligned, its first and last
+ * pages, the tags of the lowest 13 GiB and the highest 3 GiB of the
+ * address space in the shim, were ordinary .bss). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((section(".lbss")))
 #endif
-uint8_t rg_chunk_map_tags[RG_MAP_CHUNKS];
+__attribute__((aligned(4096))) uint8_t rg_chunk_map_tags[RG_MAP_CHUNKS];
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rg_chunk *cache[CACHE_MAX];

@@ -143,38 +143,54 @@ Test(chunk, only_the_map_pages_that_hold_tags_are_writable)
     regal_arena_destroy(a);
 }
 
-/* ---- the map's remap failing ------------------------------------------------ */
+/* ---- the map's system calls failing ----------------------------------------- */
 
-static volatile sig_atomic_t remaps_refused;
+static volatile sig_atomic_t refused;
 
-/* SIGSYS from the filter below: the mmap fails with ENOMEM, counted. */
-static void refuse_remap(int sig, siginfo_t *info, void *ctx)
+/* SIGSYS from the filter below: the call fails with ENOMEM, counted. */
+static void refuse_call(int sig, siginfo_t *info, void *ctx)
 {
     (void)sig;
     (void)info;
-    remaps_refused++;
+    refused++;
     ((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RAX] = -ENOMEM;
 }
 
-/* From now on every read-only MAP_FIXED mmap of this process (the map's
- * remap, rg_os_read_only_zero) traps into refuse_remap. */
-static void refuse_read_only_remaps(void)
+/* From now on every call nr of this process with protection prot and,
+ * unless flags is 0, one of flags set traps into refuse_call.  The map's
+ * remap is mmap(PROT_READ, MAP_FIXED) (rg_os_read_only_zero), a page made
+ * writable mprotect(PROT_READ | PROT_WRITE) (rg_os_make_writable). */
+static void refuse(long nr, unsigned prot, unsigned flags)
 {
-    struct sigaction sa = {.sa_sigaction = refuse_remap, .sa_flags = SA_SIGINFO};
+    struct sigaction sa = {.sa_sigaction = refuse_call, .sa_flags = SA_SIGINFO};
     cr_assert_eq(sigaction(SIGSYS, &sa, NULL), 0);
     struct sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 0, 5),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 5),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROT_READ, 0, 3),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, prot, 0, 3),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
-        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MAP_FIXED, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, flags, 0, flags ? 1 : 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
     cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
     cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+/* A page of the map that the OS will not commit (strict overcommit at its
+ * limit): the chunk that needed it is not used, and the arena that needed
+ * that chunk is not created (ENOMEM), with nothing else touched. */
+Test(chunk, a_map_page_the_os_will_not_commit_fails_the_mapping)
+{
+    refuse(SYS_mprotect, PROT_READ | PROT_WRITE, 0);
+    errno = 0;
+    cr_assert_null(regal_arena_create(NULL));
+    cr_assert_eq(errno, ENOMEM);
+    cr_assert_geq(refused, 1);
+    cr_assert_null(regal_arena_create(NULL), "and again");
+    cr_assert_eq(errno, ENOMEM);
 }
 
 /* When the map cannot be made read-only (the first tag of the process is
@@ -185,16 +201,16 @@ static void refuse_read_only_remaps(void)
  * the map, where the remap used to be tried a second time. */
 Test(chunk, a_map_that_cannot_be_made_read_only_stays_writable)
 {
-    refuse_read_only_remaps();
+    refuse(SYS_mmap, PROT_READ, MAP_FIXED);
     regal_arena *a = regal_arena_create(NULL);
     cr_assert_not_null(a);
-    cr_assert_eq(remaps_refused, 1);
+    cr_assert_eq(refused, 1);
     void *huge = regal_alloc(a, (size_t)20 << 30);
     cr_assert_not_null(huge);
     cr_assert_neq((uintptr_t)huge >> 34, (uintptr_t)a >> 34, "in another 16 GiB, another map page");
     void *small = regal_alloc(a, 64), *medium = regal_alloc(a, 20000);
     cr_assert(small != NULL && medium != NULL);
-    cr_assert_eq(remaps_refused, 1, "the remap was tried %d times", (int)remaps_refused);
+    cr_assert_eq(refused, 1, "the remap was tried %d times", (int)refused);
     cr_assert_eq(tag_of(huge), RG_MAP_TAG(RG_CHUNK_LARGE, false));
     cr_assert_eq(tag_of(small), RG_MAP_TAG(RG_CHUNK_PAGES, false));
     cr_assert_eq(tag_of(medium), RG_MAP_TAG(RG_CHUNK_HEAP, false));
