@@ -6,7 +6,7 @@
  * are set: a page of it covers 16 GiB) and the process-wide cache of free
  * chunks.
  * The map's whole pages are read-only zero pages from the first tag
- * written on, each made writable before its first tag (map_writable_at):
+ * written on, each made writable before its first tag (map_claim):
  * Linux charges writable private memory to the commit limit (Committed_AS,
  * what strict overcommit refuses past its limit; VmData): a small process
  * under the shim was charged 66 MiB in all, most of it the map, and is
@@ -21,6 +21,9 @@
  *     RG_CHUNK_FREE, untracked, for a chunk no arena owns).
  *  3. Every cached chunk was given back to the OS whole: it reads as zero
  *     (kind RG_CHUNK_FREE, magic 0) except for map_size.
+ *  4. Every address whose tag is written was mapped by rg_chunk_map,
+ *     which made the map's page for it writable (map_claim) first; later
+ *     writes of that tag (kinds, moves, unmaps) need no check.
  *
  * Tags are written with release stores and read with relaxed loads: a
  * chunk's tag is set before its address is handed to any other thread.
@@ -55,8 +58,8 @@ static struct rg_chunk *cache[CACHE_MAX];
 static unsigned cache_count;
 
 /* Which whole pages of the map are writable (OS pages of 4 KiB or more),
- * set under map_lock once they are; the partial pages at either end are
- * ordinary .bss. */
+ * set under map_lock once they are; with pages bigger than the map's
+ * alignment, the partial ones at either end stay ordinary .bss. */
 static uint64_t map_writable[RG_MAP_CHUNKS / 4096 / 64];
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 /* MAP_BSS until the first tag: still writable .bss.  MAP_WRITABLE: the
@@ -64,12 +67,19 @@ static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
  * written since. */
 static enum { MAP_BSS, MAP_READ_ONLY, MAP_WRITABLE } map_state;
 
-/* Whether the map byte at t may be written, its page made writable first
- * if need be; false if the OS would not commit it.  The first call makes
- * the map's whole pages read-only zero pages: no tag has been written in
- * them yet, and none is until its page is writable. */
-static bool map_writable_at(const uint8_t *t)
+static uint8_t *map_byte(const void *c)
 {
+    return &rg_chunk_map_tags[(uintptr_t)c >> RG_CHUNK_SHIFT];
+}
+
+/* Whether the map byte of chunk c may be written, its page made writable
+ * first if need be; false if the OS would not commit it.  rg_chunk_map
+ * asks for every mapping it makes, before its first tag (invariant 4).
+ * The first call makes the map's whole pages read-only zero pages: no tag
+ * has been written in them yet, and none is until its page is writable. */
+static bool map_claim(const void *c)
+{
+    const uint8_t *t = map_byte(c);
     size_t page = rg_os_page_size();
     uintptr_t lo = rg_align_up((uintptr_t)rg_chunk_map_tags, page);
     uintptr_t hi = ((uintptr_t)rg_chunk_map_tags + RG_MAP_CHUNKS) & ~(uintptr_t)(page - 1);
@@ -93,15 +103,9 @@ static bool map_writable_at(const uint8_t *t)
     return ok;
 }
 
-/* Sets c's tag; false, with nothing changed, if its page of the map could
- * not be made writable (never for a chunk that had a tag). */
-static bool map_set(const void *c, unsigned tag)
+static void map_set(const void *c, unsigned tag)
 {
-    uint8_t *t = &rg_chunk_map_tags[(uintptr_t)c >> RG_CHUNK_SHIFT];
-    if (!map_writable_at(t))
-        return false;
-    __atomic_store_n(t, (uint8_t)tag, __ATOMIC_RELEASE);
-    return true;
+    __atomic_store_n(map_byte(c), (uint8_t)tag, __ATOMIC_RELEASE);
 }
 
 static unsigned map_tag(const struct rg_chunk *c)
@@ -132,11 +136,12 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
         rg_os_unmap(c, map_size);
         return NULL;
     }
-    if (!map_set(c, RG_MAP_TAG(RG_CHUNK_FREE, false))) {
+    if (!map_claim(c)) {
         rg_os_unmap(c, map_size);
         return NULL;
     }
     c->map_size = map_size;
+    map_set(c, RG_MAP_TAG(RG_CHUNK_FREE, false));
     return c;
 }
 
