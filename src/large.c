@@ -119,17 +119,33 @@ static size_t gap_of(const struct rg_chunk *c)
     return untouched((size_t)(lg((struct rg_chunk *)c)->ptr - (uint8_t *)c));
 }
 
-size_t rg_large_committed(const struct rg_chunk *c)
+/* What the cache keeps of mapping c: its header's figures.  The searches
+ * below read the cache's entries only, never a cached mapping's header:
+ * each header is on a page of its own, cold by the time it is looked at
+ * (walking a list of 32 of them was 3% of bench/large_churn's time, most
+ * of it on the loads of their sizes). */
+static struct rg_cached entry_of(const struct rg_chunk *c)
 {
-    return c->map_size - gap_of(c);
+    return (struct rg_cached){.c = (struct rg_chunk *)c, .size = c->map_size, .gap = gap_of(c)};
 }
 
-/* The bytes at the end of cached mapping c that may move into another
- * mapping: all of it, or past the header page and the gap. */
-static size_t tail_of(const struct rg_chunk *c)
+/* The bytes of e's mapping counted as committed: all but the gap. */
+static size_t entry_committed(const struct rg_cached *e)
 {
-    size_t gap = gap_of(c);
-    return gap > 0 ? c->map_size - gap - rg_os_page_size() : c->map_size;
+    return e->size - e->gap;
+}
+
+/* The bytes at the end of e's mapping that may move into another mapping:
+ * all of it, or past the header page and the gap. */
+static size_t entry_tail(const struct rg_cached *e)
+{
+    return e->gap > 0 ? e->size - e->gap - rg_os_page_size() : e->size;
+}
+
+size_t rg_large_committed(const struct rg_chunk *c)
+{
+    struct rg_cached e = entry_of(c);
+    return entry_committed(&e);
 }
 
 static void list_push(struct rg_chunk **head, struct rg_chunk *c)
@@ -162,21 +178,6 @@ static void evict(struct regal_arena *a, struct rg_chunk *c)
 {
     rg_purge_bound_released(a, rg_large_committed(c));
     release(a, c);
-}
-
-/* The searches below read the cache's entries only, never a cached
- * mapping's header: each header is on a page of its own, cold by the time
- * it is looked at (walking a list of 32 of them was 3% of
- * bench/large_churn's time, most of it on the loads of their sizes). */
-static size_t entry_committed(const struct rg_cached *e)
-{
-    return e->size - e->gap;
-}
-
-/* What tail_of says of the entry's mapping. */
-static size_t entry_tail(const struct rg_cached *e)
-{
-    return e->gap > 0 ? e->size - e->gap - rg_os_page_size() : e->size;
 }
 
 /* Takes entry i out of the array (the last one moves into its place). */
@@ -266,19 +267,20 @@ static void header_init(struct regal_arena *a, struct rg_chunk *c)
  * unmapped if it has a gap. */
 static void cache_put(struct regal_arena *a, struct rg_chunk *c)
 {
-    size_t cap = cache_cap(a), slots = cache_slots(a), bytes = rg_large_committed(c);
+    struct rg_cached e = entry_of(c);
+    size_t cap = cache_cap(a), slots = cache_slots(a), bytes = entry_committed(&e);
     while (a->large_cache_count > 0 &&
            (a->large_cache_count >= slots || a->large_cache_bytes + bytes > cap)) {
         size_t s = cache_smallest(a, 0);
         struct rg_chunk *smallest = a->large_cache[s].c;
-        if (entry_tail(&a->large_cache[s]) >= tail_of(c))
+        if (entry_tail(&a->large_cache[s]) >= entry_tail(&e))
             break;
         cache_remove(a, s);
         evict(a, smallest);
     }
     size_t room =
         a->large_cache_bytes < cap ? (cap - a->large_cache_bytes) & ~(rg_os_page_size() - 1) : 0;
-    if (a->large_cache_count >= slots || room == 0 || (room < bytes && gap_of(c) > 0) ||
+    if (a->large_cache_count >= slots || room == 0 || (room < bytes && e.gap > 0) ||
         !cache_room(a)) {
         evict(a, c);
         return;
@@ -286,11 +288,11 @@ static void cache_put(struct regal_arena *a, struct rg_chunk *c)
     if (room < bytes) {
         rg_purge_bound_released(a, bytes - room);
         shrink(a, c, room);
+        e = entry_of(c);
     }
-    a->large_cache[a->large_cache_count++] =
-        (struct rg_cached){.c = c, .size = c->map_size, .gap = gap_of(c)};
-    a->large_cache_bytes += rg_large_committed(c);
-    rg_arena_dirty_add(a, rg_large_committed(c));
+    a->large_cache[a->large_cache_count++] = e;
+    a->large_cache_bytes += entry_committed(&e);
+    rg_arena_dirty_add(a, entry_committed(&e));
 }
 
 /* Moves the last size bytes (at most its tail) of cached mapping i to
@@ -564,7 +566,8 @@ bool rg_large_cache_is_valid(struct regal_arena *a, size_t *mapped)
         if (!rg_chunk_header_is_valid(e->c, a, RG_CHUNK_LARGE) || lg(e->c)->live != 0)
             return rg_check_fail(e->c, "cached mapping %p: bad header (large.c invariant 1)",
                                  (void *)e->c);
-        if (e->size != e->c->map_size || e->gap != gap_of(e->c))
+        struct rg_cached want = entry_of(e->c);
+        if (e->size != want.size || e->gap != want.gap)
             return rg_check_fail(e->c, "cached mapping %p: its entry says %zu bytes, gap %zu",
                                  (void *)e->c, e->size, e->gap);
         *mapped += rg_large_committed(e->c);
