@@ -24,6 +24,16 @@ static unsigned tag_of(const void *p)
     return rg_chunk_map_tag(p);
 }
 
+/* The map byte that holds the tag of block p's chunk. */
+static uint8_t *tag_byte(const void *p)
+{
+    return &rg_chunk_map_tags[((uintptr_t)p - 1) >> RG_CHUNK_SHIFT];
+}
+
+/* An address where nothing is mapped (64 TiB): its page of the map, which
+ * covers 16 GiB, holds no tag. */
+#define FAR ((const uint8_t *)((uintptr_t)1 << 46) + 1)
+
 Test(chunk, each_kind_of_chunk_has_its_header_tag_in_the_map)
 {
     regal_arena *a = regal_arena_create(NULL);
@@ -94,7 +104,7 @@ Test(chunk, the_check_reports_a_map_byte_that_disagrees_with_its_header)
     cr_assert_not_null(a);
     void *p = regal_alloc(a, 64);
     cr_assert_not_null(p);
-    uint8_t *byte = &rg_chunk_map_tags[((uintptr_t)p - 1) >> RG_CHUNK_SHIFT];
+    uint8_t *byte = tag_byte(p);
     uint8_t saved = *byte;
     *byte = (uint8_t)RG_MAP_TAG(RG_CHUNK_HEAP, false);
     int bad = regal_arena_check(a);
@@ -122,10 +132,9 @@ static void perms_at(const void *p, char out[5])
     fclose(f);
 }
 
-/* The map is 64 MiB of .bss; only its pages that hold tags are writable,
- * so only they count against strict overcommit (and in VmData).  A page
- * of it covers 16 GiB of address space: the page for 2^46 (64 TiB), where
- * nothing is mapped, stays read-only and reads zero. */
+/* The map is 32 MiB of .bss on x86-64; only its pages that hold tags are
+ * writable, so only they count against strict overcommit (and in VmData).
+ * The page for FAR stays read-only and reads zero. */
 Test(chunk, only_the_map_pages_that_hold_tags_are_writable)
 {
     regal_arena *a = regal_arena_create(NULL);
@@ -133,12 +142,11 @@ Test(chunk, only_the_map_pages_that_hold_tags_are_writable)
     void *p = regal_alloc(a, 64);
     cr_assert_not_null(p);
     char perms[5];
-    perms_at(&rg_chunk_map_tags[((uintptr_t)p - 1) >> RG_CHUNK_SHIFT], perms);
+    perms_at(tag_byte(p), perms);
     cr_assert_eq(perms[1], 'w', "the page with p's tag: %s", perms);
-    const void *far = (const void *)((uintptr_t)1 << 46);
-    perms_at(&rg_chunk_map_tags[(uintptr_t)far >> RG_CHUNK_SHIFT], perms);
+    perms_at(tag_byte(FAR), perms);
     cr_assert_str_eq(perms, "r--p", "the page for 64 TiB: %s", perms);
-    cr_assert_eq(tag_of((const uint8_t *)far + 1), 0);
+    cr_assert_eq(tag_of(FAR), 0);
     regal_free(p);
     regal_arena_destroy(a);
 }
@@ -215,7 +223,7 @@ Test(chunk, a_map_that_cannot_be_made_read_only_stays_writable)
     cr_assert_eq(tag_of(small), RG_MAP_TAG(RG_CHUNK_PAGES, false));
     cr_assert_eq(tag_of(medium), RG_MAP_TAG(RG_CHUNK_HEAP, false));
     char perms[5];
-    perms_at(&rg_chunk_map_tags[(uintptr_t)1 << (46 - RG_CHUNK_SHIFT)], perms);
+    perms_at(tag_byte(FAR), perms);
     cr_assert_eq(perms[1], 'w', "the page for 64 TiB: %s", perms);
     regal_free(huge);
     regal_free(small);
