@@ -91,8 +91,8 @@ static void lock_heap(regal_arena *a, struct rg_theap *h)
         return;
     if (pthread_mutex_trylock(&a->lock) == 0)
         return;
-    if (h != NULL)
-        h->mcache.on = true;
+    if (h != NULL && !h->mcache.on)
+        rg_mcache_start(&h->mcache);
     pthread_mutex_lock(&a->lock);
 }
 

@@ -45,7 +45,6 @@ struct regal_arena {
     size_t large_cache_cap;        /* entries the array has room for */
     size_t large_cache_count;
     size_t large_cache_bytes;
-    struct rg_theap own;      /* spans no thread owns; the counters of the locked paths */
     struct rg_theap *theaps;  /* the threads' theaps of this arena (theap.h) */
     size_t peak_floor;        /* highest summed peak seen when a theap left */
     size_t peak_mapped;       /* highest mapped since create or reset: bounds the peak */
@@ -68,10 +67,12 @@ struct regal_arena {
     /* Per class, the free spans whose slots can be taken again as they
      * were freed (page.c, invariant 7), the last given back first. */
     struct rg_page *revive[RG_CLASS_COUNT];
-    /* Last, and past the first 4 KiB of the home chunk: every field above
-     * is written when an arena is made or used, handles only by programs
-     * that use them, so the others never fault in a second OS page for
-     * the arena (keep the fields above under 4 KiB). */
+    /* Every field above and own's head are written when an arena is made
+     * or used; own's cache bins never (own never caches, mcache.h), the
+     * handles only by programs that use them.  Those two come last, so an
+     * arena faults in two OS pages of itself, not three
+     * (test_api_arena.c, arena_touches_two_pages_of_itself). */
+    struct rg_theap own;       /* spans no thread owns; the counters of the locked paths */
     struct rg_handles handles; /* relocatable blocks (handle.c) */
 };
 

@@ -115,8 +115,16 @@ size_t rg_mcache_free(struct regal_arena *a, struct rg_mcache *m, struct rg_chun
     return bs - RG_HB_HEADER;
 }
 
+void rg_mcache_start(struct rg_mcache *m)
+{
+    memset(m->bins, 0, sizeof m->bins);
+    m->on = true;
+}
+
 void rg_mcache_flush(struct regal_arena *a, struct rg_mcache *m)
 {
+    if (!m->on)
+        return; /* bins untouched: m->bytes is 0 */
     for (unsigned k = 0; k < RG_MCACHE_BINS; k++) {
         struct rg_mcache_bin *b = &m->bins[k];
         for (uint32_t i = 0; i < b->count; i++)

@@ -49,16 +49,21 @@ struct rg_mcache_bin {
     void *blocks[RG_MCACHE_DEPTH];   /* user pointers; [count - 1] freed last */
 };
 
+/* Until the cache is on, its bins are neither read nor written: a thread
+ * that never contends never faults in their 4 KiB (rg_theap_init clears
+ * the head, rg_mcache_start the bins). */
 struct rg_mcache {
     bool on;        /* the owner found the arena lock taken: it caches from now on */
     size_t bytes;   /* block bytes cached */
     bool flush_req; /* atomic: another thread's trim asks for everything back */
-    struct rg_mcache_bin bins[RG_MCACHE_BINS];
+    struct rg_mcache_bin bins[RG_MCACHE_BINS]; /* last: see above */
 };
 
 struct regal_arena;
 struct rg_chunk;
 
+/* Turns m's cache on, its bins empty (the owner, once). */
+void rg_mcache_start(struct rg_mcache *m);
 /* A cached block for a request of size bytes, or NULL; *usable receives
  * its usable size.  The caller owns m and a needs its lock. */
 void *rg_mcache_alloc(struct regal_arena *a, struct rg_mcache *m, size_t size, size_t *usable);
@@ -66,7 +71,8 @@ void *rg_mcache_alloc(struct regal_arena *a, struct rg_mcache *m, size_t size, s
  * is not cacheable (too big, or not a live block as far as a look with no
  * lock can tell; the caller takes the locked path, which reports). */
 size_t rg_mcache_free(struct regal_arena *a, struct rg_mcache *m, struct rg_chunk *c, void *p);
-/* Hands every cached block back to the heap (caller holds a's lock). */
+/* Hands every cached block back to the heap (caller holds a's lock); none
+ * while the cache is off. */
 void rg_mcache_flush(struct regal_arena *a, struct rg_mcache *m);
 /* Asks m's owner to flush on its next cache operation (any thread). */
 void rg_mcache_request_flush(struct rg_mcache *m);

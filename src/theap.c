@@ -68,7 +68,7 @@ static void theap_recycle(struct rg_theap *h)
 void rg_theap_init(struct rg_theap *h, struct regal_arena *a)
 {
     struct rg_theap *keep = h->next_of_thread;
-    memset(h, 0, sizeof *h);
+    memset(h, 0, offsetof(struct rg_theap, mcache.bins)); /* bins: rg_mcache_start */
     for (unsigned i = 0; i < RG_CLASS_COUNT; i++) {
         rg_pageq_init(&h->classes[i], rg_class_size[i], RG_PAGE_CLASS);
         h->classes[i].owner = h;

@@ -457,3 +457,25 @@ Test(arena, create_and_destroy_cycles_keep_rss_and_mapped_bounded)
     cr_assert_lt(rss, rss_after_warmup + 16 * MiB, "RSS grew from %zu to %zu bytes",
                  rss_after_warmup, rss);
 }
+
+/* An arena in use faults in two OS pages of itself: its fields, and its
+ * own theap but for the cache bins it never uses (src/arena.h).  The
+ * handles and those bins stay untouched (a third page, the arena's last,
+ * with them first in line).  The page descriptors start at 16 KiB. */
+Test(arena, arena_touches_two_pages_of_itself)
+{
+    regal_arena *a = regal_arena_create(NULL);
+    cr_assert_not_null(a);
+    void *small = regal_alloc(a, 100);
+    void *medium = regal_alloc(a, 20 * KiB);
+    cr_assert_not_null(small);
+    cr_assert_not_null(medium);
+    regal_free(small);
+    regal_free(medium);
+
+    /* (Before any statistics: they read the handle table, which maps the
+     * zero page there, and mincore counts it.) */
+    size_t pages = resident_pages(a, 16 * KiB);
+    cr_assert_leq(pages, 2, "%zu of the arena's first 4 OS pages resident", pages);
+    regal_arena_destroy(a);
+}

@@ -37,16 +37,40 @@ static struct rg_mcache *cache_on(void)
     regal_free(regal_alloc(a, 64)); /* binds a theap */
     struct rg_theap *h = rg_theap_of(a);
     cr_assert_not_null(h);
-    h->mcache.on = true;
+    rg_mcache_start(&h->mcache);
     return &h->mcache;
 }
 
+/* Blocks in m's bins (none while it is off: the bins mean nothing then). */
 static size_t cached_count(const struct rg_mcache *m)
 {
     size_t n = 0;
+    if (!m->on)
+        return 0;
     for (unsigned k = 0; k < RG_MCACHE_BINS; k++)
         n += m->bins[k].count;
     return n;
+}
+
+/* A theap's cache bins (4 KiB, the bulk of it) are not written until its
+ * cache starts, so a thread that never contends never faults them in;
+ * a flush of a cache that is off reads none of them. */
+Test(mcache, a_theap_leaves_its_bins_alone_until_its_cache_starts)
+{
+    static struct rg_theap h;
+    memset(&h, 0xab, sizeof h);
+    rg_theap_init(&h, a);
+    cr_assert_not(h.mcache.on);
+    cr_assert_eq(h.mcache.bytes, 0);
+    const unsigned char *bins = (const unsigned char *)h.mcache.bins;
+    for (size_t i = 0; i < sizeof h.mcache.bins; i++)
+        cr_assert_eq(bins[i], 0xab, "byte %zu of the bins was written", i);
+    rg_mcache_flush(a, &h.mcache); /* counts of 0xabababab: read, they would be freed */
+    cr_assert_eq(bins[0], 0xab);
+    rg_mcache_start(&h.mcache);
+    cr_assert(h.mcache.on);
+    for (unsigned k = 0; k < RG_MCACHE_BINS; k++)
+        cr_assert_eq(h.mcache.bins[k].count, 0);
 }
 
 Test(mcache, off_until_the_thread_meets_a_taken_lock)
@@ -237,7 +261,7 @@ static void *cache_one_then_wait(void *arg)
     struct worker *w = arg;
     regal_free(regal_alloc(w->arena, 64));
     struct rg_mcache *m = &rg_theap_of(w->arena)->mcache;
-    m->on = true;
+    rg_mcache_start(m);
     regal_free(w->block);
     pthread_barrier_wait(w->cached);
     pthread_barrier_wait(w->trimmed);
@@ -272,7 +296,7 @@ static void *cache_one_and_exit(void *arg)
 {
     struct worker *w = arg;
     regal_free(regal_alloc(w->arena, 64));
-    rg_theap_of(w->arena)->mcache.on = true;
+    rg_mcache_start(&rg_theap_of(w->arena)->mcache);
     regal_free(w->block);
     w->left_after_trim = cached_count(&rg_theap_of(w->arena)->mcache);
     return NULL;
