@@ -65,16 +65,23 @@ static void theap_recycle(struct rg_theap *h)
     pthread_mutex_unlock(&slab_lock);
 }
 
+static_assert(offsetof(struct rg_theap, thread) ==
+                  offsetof(struct rg_theap, next_of_thread) + sizeof(struct rg_theap *),
+              "rg_theap_init clears around next_of_thread");
+
 void rg_theap_init(struct rg_theap *h, struct regal_arena *a)
 {
-    struct rg_theap *keep = h->next_of_thread;
-    memset(h, 0, offsetof(struct rg_theap, mcache.bins)); /* bins: rg_mcache_start */
+    /* All but next_of_thread, which a recycled theap keeps, and the cache
+     * bins (rg_mcache_start's).  next_of_thread is not read here: a read
+     * that comes first to a fresh page costs a second fault at the write. */
+    memset(h, 0, offsetof(struct rg_theap, next_of_thread));
+    memset(&h->thread, 0,
+           offsetof(struct rg_theap, mcache.bins) - offsetof(struct rg_theap, thread));
     for (unsigned i = 0; i < RG_CLASS_COUNT; i++) {
         rg_pageq_init(&h->classes[i], rg_class_size[i], RG_PAGE_CLASS);
         h->classes[i].owner = h;
     }
     h->thread = &rg_tl;
-    h->next_of_thread = keep;
     __atomic_store_n(&h->arena, a, __ATOMIC_RELAXED);
 }
 

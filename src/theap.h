@@ -47,16 +47,14 @@ struct rg_tl;
 #define RG_ANY_THREAD ((struct rg_tl *)1)
 
 struct rg_theap {
-    /* First: rg_theap_init reads it before it writes the rest, and a read
-     * that comes first to a fresh page costs a second fault at the write. */
-    struct rg_theap *next_of_thread; /* the thread's theaps, or the free list */
     struct rg_pageq classes[RG_CLASS_COUNT];
     struct rg_counters st;
     struct regal_arena *arena; /* atomic; RG_ORPHAN when orphaned */
     struct rg_theap *next;     /* the arena's theaps (arena lock) */
     struct rg_theap *prev;
-    struct rg_tl *thread; /* the owning thread's record; for arena->own NULL, or
-                             RG_ANY_THREAD in an untracked single-thread arena */
+    struct rg_theap *next_of_thread; /* the thread's theaps, or the free list */
+    struct rg_tl *thread;            /* the owning thread's record; for arena->own NULL, or
+                                        RG_ANY_THREAD in an untracked single-thread arena */
     /* Last: the 4 KiB of its bins stay untouched until the cache is on. */
     struct rg_mcache mcache; /* freed heap blocks (mcache.h); never on in arena->own */
 };
