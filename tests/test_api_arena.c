@@ -459,9 +459,9 @@ Test(arena, create_and_destroy_cycles_keep_rss_and_mapped_bounded)
 }
 
 /* An arena in use faults in two OS pages of itself: its fields, and its
- * own theap but for the cache bins it never uses (src/arena.h).  The
- * handles and those bins stay untouched (a third page, the arena's last,
- * with them first in line).  The page descriptors start at 16 KiB. */
+ * own theap but for the cache bins it never uses (src/arena.h).  Those
+ * bins and the handles, last in the arena, stay untouched, and with them
+ * its third page.  The page descriptors start at 16 KiB. */
 Test(arena, arena_touches_two_pages_of_itself)
 {
     regal_arena *a = regal_arena_create(NULL);
