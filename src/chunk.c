@@ -132,11 +132,8 @@ struct rg_chunk *rg_chunk_map(size_t map_size, size_t align, size_t offset)
     if (c == NULL)
         return NULL;
     RG_ASSERT(((uintptr_t)c & (RG_CHUNK_SIZE - 1)) == 0);
-    if (RG_UNLIKELY((uintptr_t)c >> RG_ADDRESS_BITS)) { /* beyond the map: not usable */
-        rg_os_unmap(c, map_size);
-        return NULL;
-    }
-    if (!map_claim(c)) {
+    /* Beyond the map, or its map page not committed: not usable. */
+    if (RG_UNLIKELY((uintptr_t)c >> RG_ADDRESS_BITS) || !map_claim(c)) {
         rg_os_unmap(c, map_size);
         return NULL;
     }

@@ -356,9 +356,10 @@ static long vm_data_kib(void)
     return kib;
 }
 
-/* regal's chunk map (64 MiB of .bss, a byte per 4 MiB of address space)
- * is charged only for its pages that hold tags; the whole of it was, so
- * every process under the shim was charged 74 MiB (glibc: under 1). */
+/* regal's chunk map (32 MiB of .bss on x86-64, a byte per 4 MiB of
+ * address space) is charged only for its pages that hold tags; the whole
+ * of it was (64 MiB then), so every process under the shim was charged
+ * 74 MiB (glibc: under 1). */
 static bool a_small_program_is_charged_little_memory(void)
 {
     bool ok = true;
